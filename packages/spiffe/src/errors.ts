@@ -19,7 +19,8 @@ export type SpiffeErrorCode =
   | 'ERR_CERTIFICATE_NOT_YET_VALID'
   | 'ERR_IDENTITY_NOT_AUTHORIZED'
   | 'ERR_NO_PEER_CERTIFICATE'
-  | 'ERR_SOURCE_CLOSED';
+  | 'ERR_SOURCE_CLOSED'
+  | 'ERR_PEER_NOT_VERIFIED';
 
 export abstract class SpiffeError extends Error {
   abstract readonly code: SpiffeErrorCode;
@@ -119,4 +120,12 @@ export class NoPeerCertificateError extends SpiffeError {
 /** A source was used after `close()`. */
 export class SourceClosedError extends SpiffeError {
   readonly code = 'ERR_SOURCE_CLOSED' as const;
+}
+
+/**
+ * `peerIdentity` cannot tell who the peer is: the socket was not verified by our TLS options or
+ * `enforceServerPeers`, and no bundle source was given to verify it now.
+ */
+export class PeerNotVerifiedError extends SpiffeError {
+  readonly code = 'ERR_PEER_NOT_VERIFIED' as const;
 }
