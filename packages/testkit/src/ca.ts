@@ -94,7 +94,7 @@ export class TestCa {
     // intermediate, 0 without) is what lets 'path-len-exceeded' break it with one extra CA.
     const root = issueCa({
       trustDomain,
-      role: 'root',
+      commonName: 'hbone testkit root CA',
       material: await generateKeyMaterial(keyType),
       issuer: undefined,
       pathLength: opts.intermediate ? 1 : 0,
@@ -103,7 +103,7 @@ export class TestCa {
     const intermediate = opts.intermediate
       ? issueCa({
           trustDomain,
-          role: 'intermediate',
+          commonName: 'hbone testkit intermediate CA',
           material: await generateKeyMaterial(keyType),
           issuer: root,
           pathLength: 0,
@@ -152,7 +152,7 @@ export class TestCa {
   /**
    * A CA with the same trust domain, key type, shape and subject names, but its own keys: what an
    * attacker who picked the same trust domain name would run (SPIFFE-ID 2.1.1, name collisions).
-   * Built once and cached.
+   * Built once and cached. (For a CA from `load`, the names are testkit's, not the loaded root's.)
    */
   getImpostor(): Promise<TestCa> {
     this.#impostor ??= TestCa.create(this.trustDomain, {
@@ -255,7 +255,7 @@ export class TestCa {
   async #issueNotCaIntermediate(): Promise<Signer> {
     return issueCa({
       trustDomain: this.trustDomain,
-      role: 'not-a-CA intermediate',
+      commonName: 'hbone testkit intermediate (not a CA)',
       material: await generateKeyMaterial(this.keyType),
       issuer: this.#root,
       pathLength: undefined,
@@ -268,7 +268,7 @@ export class TestCa {
   async #issueSubCa(parent: Signer): Promise<Signer> {
     return issueCa({
       trustDomain: this.trustDomain,
-      role: 'path-length-exceeding',
+      commonName: 'hbone testkit sub-CA (exceeds path length)',
       material: await generateKeyMaterial(this.keyType),
       issuer: parent,
       pathLength: undefined,
@@ -292,7 +292,7 @@ function caCertificate(s: Signer): CaCertificate {
 
 interface IssueCaParams {
   trustDomain: string;
-  role: string;
+  commonName: string;
   material: KeyMaterial;
   /** undefined: self-signed. */
   issuer: Signer | undefined;
@@ -310,7 +310,7 @@ interface IssueCaParams {
  * issuer's validity: the leaf's own dates must be the only thing wrong with them.
  */
 function issueCa(p: IssueCaParams): Signer {
-  const nameDer = caSubject(p.trustDomain, p.role);
+  const nameDer = caSubject(p.trustDomain, p.commonName);
   const keyId = keyIdentifier(p.material.spkiDer);
   const extensions = [
     basicConstraints(!p.notCa, p.pathLength),
@@ -336,10 +336,10 @@ function issueCa(p: IssueCaParams): Signer {
  * the real one: a verifier that matches issuers by name alone is fooled, as it should be shown to be.
  * OU holds the trust domain cut to ub-organizational-unit-name (64, RFC 5280 appendix A.1).
  */
-function caSubject(trustDomain: string, role: string): Uint8Array {
+function caSubject(trustDomain: string, commonName: string): Uint8Array {
   const name: x509.JsonName = [{ O: ['SPIFFE'] }];
   if (trustDomain) name.push({ OU: [trustDomain.slice(0, 64)] });
-  name.push({ CN: [`hbone testkit ${role} CA`] });
+  name.push({ CN: [commonName] });
   const der = new Uint8Array(new x509.Name(name).toArrayBuffer());
   return der.byteLength > 0 ? der : EMPTY_NAME_DER;
 }
