@@ -67,7 +67,13 @@ function checkRefreshHint(s: number): number {
 
 /** The public key of a certificate as JWK members (kty plus the key's own members). */
 function jwkOf(cert: ParsedCertificate): Record<string, string> {
-  return cert.publicKey.export({ format: 'jwk' }) as Record<string, string>;
+  try {
+    return cert.publicKey.export({ format: 'jwk' }) as Record<string, string>;
+  } catch (err) {
+    throw new InvalidBundleError(`authority key cannot be written as a JWK: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
 }
 
 export class X509Bundle implements X509BundleSource {

@@ -127,7 +127,7 @@ export class ParsedCertificate {
   readonly subjectKey: string;
   readonly issuerKey: string;
   readonly #node: NodeX509Certificate;
-  #publicKey: KeyObject | undefined;
+  readonly #publicKey: KeyObject;
   #fingerprint: string | undefined;
   #pem: string | undefined;
   readonly #signedBy = new WeakMap<ParsedCertificate, boolean>();
@@ -143,6 +143,14 @@ export class ParsedCertificate {
       throw new InvalidCertificateError(`certificate does not parse: ${describe(err)}`, { cause: err });
     }
     this.#node = node;
+    try {
+      // Read now, so a certificate with an unusable key fails here and never later.
+      this.#publicKey = node.publicKey;
+    } catch (err) {
+      throw new InvalidCertificateError(`certificate public key does not parse: ${describe(err)}`, {
+        cause: err,
+      });
+    }
     let pc: PeculiarCertificate;
     let names: ReturnType<typeof rawNames>;
     const uris: string[] = [];
@@ -204,7 +212,6 @@ export class ParsedCertificate {
 
   /** The subject public key. */
   get publicKey(): KeyObject {
-    this.#publicKey ??= this.#node.publicKey;
     return this.#publicKey;
   }
 
