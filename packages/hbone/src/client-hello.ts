@@ -202,6 +202,16 @@ export function parseClientHello(
   buf: Uint8Array,
   limits: ClientHelloLimits = {},
 ): ClientHelloInfo | 'incomplete' {
+  const r = scanClientHello(buf, limits);
+  return typeof r === 'number' ? 'incomplete' : r;
+}
+
+/**
+ * parseClientHello's engine. When incomplete, returns the buffer length at which scanning again
+ * can make progress or find a new error (the next record header, handshake header or record end),
+ * so a socket reader fed one byte at a time re-scans O(records) times, not O(bytes).
+ */
+function scanClientHello(buf: Uint8Array, limits: ClientHelloLimits): ClientHelloInfo | number {
   const maxHandshakeLength = limit(
     limits.maxHandshakeLength,
     DEFAULT_CLIENT_HELLO_MAX_HANDSHAKE_LENGTH,
@@ -235,7 +245,7 @@ export function parseClientHello(
       throw new InvalidClientHelloError('record version is not TLS', pos + 1);
     if (pos + 2 < buf.length && buf[pos + 2]! > 4)
       throw new InvalidClientHelloError('record version is not TLS', pos + 2);
-    if (pos + TLS_RECORD_HEADER_LENGTH > buf.length) return 'incomplete';
+    if (pos + TLS_RECORD_HEADER_LENGTH > buf.length) return buf.length + 1;
     const len = (buf[pos + 3]! << 8) | buf[pos + 4]!;
     if (len === 0) throw new InvalidClientHelloError('zero-length handshake record', pos + 3);
     if (len > TLS_MAX_PLAINTEXT_FRAGMENT) {
@@ -267,7 +277,7 @@ export function parseClientHello(
         throw new InvalidClientHelloError(`ClientHello length ${bodyLen} too short`);
       need = 4 + bodyLen;
     }
-    if (fragment.length < len) return 'incomplete';
+    if (fragment.length < len) return need < 0 ? Math.min(start + len, buf.length + 4 - have) : start + len;
     pos = start + len;
     if (need >= 0 && have >= need) {
       // ClientHello is the client's only handshake message until the server answers.
@@ -319,6 +329,7 @@ export function readClientHello(
     }
     const chunks: Buffer[] = [];
     let total = 0;
+    let rescanAt = 1; // buffer length at which scanning again is worthwhile
     let settled = false;
     const timer = setTimeout(() => finish(new ClientHelloTimeoutError(timeoutMs)), timeoutMs);
     timer.unref();
@@ -351,14 +362,17 @@ export function readClientHello(
         }
         chunks.push(chunk);
         total += chunk.length;
-        let result: ClientHelloInfo | 'incomplete';
-        try {
-          result = parseClientHello(Buffer.concat(chunks, total), options);
-        } catch (err) {
-          finish(err);
-          return;
+        let result: ClientHelloInfo | number = rescanAt;
+        if (total >= rescanAt || total >= maxBytes) {
+          try {
+            result = scanClientHello(Buffer.concat(chunks, total), options);
+          } catch (err) {
+            finish(err);
+            return;
+          }
         }
-        if (result === 'incomplete') {
+        if (typeof result === 'number') {
+          rescanAt = result;
           if (total >= maxBytes)
             finish(new InvalidClientHelloError(`no complete ClientHello within ${maxBytes} bytes`));
         } else if (result.bytesConsumed > maxBytes) {

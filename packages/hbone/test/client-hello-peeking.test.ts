@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
@@ -296,6 +297,28 @@ describe('readClientHello on hostile or slow peers', () => {
       { maxBytes: 100, timeoutMs: 2000 },
     );
     expect(p.error).toBeInstanceOf(InvalidClientHelloError);
+  });
+
+  it('a full-size record dribbled one byte per tick is scanned a bounded number of times', async () => {
+    // A hostile peer's cheapest CPU attack: a 16 KiB record one byte at a time. The reader must not
+    // re-scan (and re-copy) the whole buffer per byte.
+    const stream = new PassThrough();
+    const body = new Uint8Array(16380);
+    const bytes = Uint8Array.from([22, 3, 1, 0x40, 0x00, 1, 0, 0x3f, 0xfc, ...body.subarray(0, 16380)]);
+    const concat = vi.spyOn(Buffer, 'concat');
+    try {
+      const pending = readClientHello(stream, { timeoutMs: 20_000 }).catch((e: unknown) => e);
+      for (const b of bytes) {
+        stream.write(Uint8Array.of(b));
+        await new Promise((r) => setImmediate(r));
+      }
+      const err = await pending;
+      expect(err).toBeInstanceOf(InvalidClientHelloError); // an all-zero body is not a ClientHello
+      expect(concat.mock.calls.length).toBeLessThan(32);
+      expect(stream.readableLength).toBe(bytes.length); // and every byte was put back
+    } finally {
+      concat.mockRestore();
+    }
   });
 
   it('an abort signal ends the wait with its reason', async () => {
