@@ -76,7 +76,8 @@ function hex2(n: number): string {
 }
 
 /**
- * Writes `vv-<trace-id>-<parent-id>-ff`, the format ztunnel writes.
+ * Writes `<version>-<trace-id>-<parent-id>-<flags>` (two lowercase hex digits for version and flags),
+ * the format ztunnel writes.
  * @throws InvalidTraceparentError when a field is out of range.
  */
 export function formatTraceparent(t: Traceparent): string {
