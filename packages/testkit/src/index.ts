@@ -33,3 +33,4 @@ export {
   type SvidDefectInfo,
   UNKNOWN_CRITICAL_EXTENSION_OID,
 } from './svid-defects.js';
+export { type FaultMode, type FaultProxy, type FaultProxyOptions, createFaultProxy } from './fault-proxy.js';
