@@ -18,6 +18,7 @@ import { NoPeerCertificateError, PeerNotVerifiedError, SpiffeError } from './err
 import type { SpiffeId } from './spiffe-id.js';
 import { type VerifiedSvid, verifyX509Svid } from './verify.js';
 import type { X509BundleSource } from './x509-bundle.js';
+import type { ParsedCertificate } from './x509-certificate.js';
 import type { Unsubscribe, X509Svid, X509SvidSource } from './x509-svid.js';
 import { MAX_CHAIN_LENGTH } from './x509-svid.js';
 
@@ -225,9 +226,49 @@ export function tlsServerOptions(input: TlsCredentials): HboneTlsServerOptions {
   };
 }
 
-/** Verifies a connected socket's peer with our rules (no authoriser). */
+/**
+ * Intermediates of recent successful verifications. Node's `getPeerCertificate(true)` costs about
+ * half a millisecond (it decodes every certificate of the chain into objects), while the leaf
+ * alone (`getPeerCertificate(false)`) costs a few microseconds; with the usual intermediates at
+ * hand most peers verify from their leaf. This is sound: intermediates are untrusted material
+ * whose signatures and constraints are checked on every use, and only ones that were part of a
+ * verified path are kept. Bounded; never more than a chain may hold.
+ */
+const knownIntermediates = new Map<string, ParsedCertificate>();
+const MAX_KNOWN_INTERMEDIATES = 8;
+
+function rememberIntermediates(verified: VerifiedSvid): void {
+  const chain = verified.verifiedChain;
+  for (let i = 1; i < chain.length - 1; i++) {
+    const c = chain[i]!;
+    knownIntermediates.delete(c.key);
+    knownIntermediates.set(c.key, c);
+    if (knownIntermediates.size > MAX_KNOWN_INTERMEDIATES) {
+      knownIntermediates.delete(knownIntermediates.keys().next().value as string);
+    }
+  }
+}
+
+/**
+ * Verifies a connected socket's peer with our rules (no authoriser). Tries the peer's leaf with
+ * the intermediates of recent verifications first; when that does not verify, verifies the chain
+ * the peer sent, and that result (or its error) is the answer.
+ */
 export function verifyPeer(socket: TLSSocket, bundleSource: X509BundleSource, now?: Date): VerifiedSvid {
-  return verifyX509Svid(peerCertificateChain(socket), bundleSource, { now });
+  const leaf = socket.getPeerCertificate(false);
+  if (leaf === null || typeof leaf !== 'object' || leaf.raw === undefined) {
+    throw new NoPeerCertificateError('the TLS peer presented no certificate');
+  }
+  if (knownIntermediates.size > 0) {
+    try {
+      return verifyX509Svid([leaf.raw, ...knownIntermediates.values()], bundleSource, { now });
+    } catch {
+      // fall through to the chain the peer sent
+    }
+  }
+  const verified = verifyX509Svid(peerCertificateChain(socket), bundleSource, { now });
+  rememberIntermediates(verified);
+  return verified;
 }
 
 type Emit = (event: string | symbol, ...args: unknown[]) => boolean;
@@ -322,21 +363,23 @@ export function keepServerCredentialsFresh(server: Server, options: KeepFreshOpt
 export function peerIdentity(socket: TLSSocket, bundleSource?: X509BundleSource): SpiffeId {
   const cached = verifiedSockets.get(socket);
   if (cached !== undefined) return cached.id;
-  const chain = peerCertificateChain(socket);
-  let policy: TlsPeerPolicy | undefined;
+  let policy: Pick<TlsPeerPolicy, 'bundleSource' | 'now'> | undefined;
   if (bundleSource !== undefined) {
-    policy = { bundleSource, authorizer: () => true };
+    policy = { bundleSource };
   } else {
     const server = (socket as TLSSocket & { server?: Server }).server;
     policy = server === undefined ? undefined : enforcedServers.get(server);
-    if (policy === undefined && socket.authorized) policy = clientPolicies.get(latin1(chain[0]!));
+    const leaf = socket.getPeerCertificate(false);
+    if (policy === undefined && socket.authorized && leaf?.raw !== undefined) {
+      policy = clientPolicies.get(latin1(leaf.raw));
+    }
   }
   if (policy === undefined) {
     throw new PeerNotVerifiedError(
       'peer identity unknown: socket not verified by hbone TLS options; pass a bundle source',
     );
   }
-  const verified = verifyX509Svid(chain, policy.bundleSource, { now: policy.now?.() });
+  const verified = verifyPeer(socket, policy.bundleSource, policy.now?.());
   verifiedSockets.set(socket, verified);
   return verified.id;
 }
