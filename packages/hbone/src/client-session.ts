@@ -155,7 +155,8 @@ export type ClientSessionState = 'open' | 'draining' | 'closed';
  * (over an existing tunnel: double HBONE).
  *
  * Events: 'goaway' (the peer is draining: no new tunnels), 'unhealthy' (PING timeout),
- * 'close' (once, with the error if one caused it).
+ * 'streamClose' (a tunnel's stream closed; arg: streams still active), 'idle' (no tunnels
+ * left), 'close' (once, with the error if one caused it).
  */
 export class HboneClientSession extends EventEmitter {
   /** The peer's verified SPIFFE identity. */
@@ -291,6 +292,8 @@ export class HboneClientSession extends EventEmitter {
     this.#opened++;
     stream.once('close', () => {
       this.#active--;
+      // Pools listen to these to hand the freed slot to a waiting open.
+      this.emit('streamClose', this.#active);
       if (this.#active === 0) this.emit('idle');
     });
 
