@@ -70,6 +70,16 @@ export async function deadPort(): Promise<number> {
   return port;
 }
 
+/** Reads a tunnel to its end as text. */
+export function readText(stream: NodeJS.ReadableStream): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.once('end', () => resolve(Buffer.concat(chunks).toString()));
+    stream.once('error', reject);
+  });
+}
+
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export { StaticSource };

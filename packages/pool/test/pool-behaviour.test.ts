@@ -17,7 +17,17 @@ import {
   PoolClosedError,
   PoolQueueFullError,
 } from '../src/index.js';
-import { CLIENT_ID, ca, clientCredentials, deadPort, echo, keyFor, sleep, startServer } from './fixtures.js';
+import {
+  CLIENT_ID,
+  ca,
+  clientCredentials,
+  deadPort,
+  echo,
+  keyFor,
+  readText,
+  sleep,
+  startServer,
+} from './fixtures.js';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -168,11 +178,7 @@ describe('unhealthy connections take no new tunnels', () => {
     const next = quiet(await p.open(keyFor(s), { authority: '10.0.0.1:80' }));
     expect(s.accepted).toBe(2);
     // The old tunnel still works.
-    const back = new Promise<string>((r) => {
-      let acc = '';
-      live.on('data', (d: Buffer) => (acc += d.toString()));
-      live.on('end', () => r(acc));
-    });
+    const back = readText(live);
     live.end('still-alive');
     expect(await back).toBe('still-alive');
     next.destroy();
@@ -277,11 +283,7 @@ describe('eviction', () => {
     expect(s.accepted).toBe(2);
     expect(p.stats().evictions.rotation).toBe(1);
     // The old connection still carries its tunnel.
-    const back = new Promise<string>((r) => {
-      let acc = '';
-      old.on('data', (d: Buffer) => (acc += d.toString()));
-      old.on('end', () => r(acc));
-    });
+    const back = readText(old);
     old.end('old-conn');
     expect(await back).toBe('old-conn');
     fresh.destroy();
@@ -295,11 +297,7 @@ describe('close and destroy', () => {
     const t = await p.open(keyFor(s), { authority: '10.0.0.1:80' });
     const closing = p.close();
     await expect(p.open(keyFor(s), { authority: '10.0.0.1:80' })).rejects.toBeInstanceOf(PoolClosedError);
-    const back = new Promise<string>((r) => {
-      let acc = '';
-      t.on('data', (d: Buffer) => (acc += d.toString()));
-      t.on('end', () => r(acc));
-    });
+    const back = readText(t);
     t.end('drained');
     expect(await back).toBe('drained');
     await closing;
