@@ -14,7 +14,7 @@
 import type { Server, TLSSocket } from 'node:tls';
 import * as tls from 'node:tls';
 import { type Authorizer, authorize } from './authorizer.js';
-import { NoPeerCertificateError, PeerNotVerifiedError, SpiffeError } from './errors.js';
+import { NoPeerCertificateError, PeerNotVerifiedError } from './errors.js';
 import type { SpiffeId } from './spiffe-id.js';
 import { type VerifiedSvid, verifyX509Svid } from './verify.js';
 import type { X509BundleSource } from './x509-bundle.js';
@@ -382,9 +382,4 @@ export function peerIdentity(socket: TLSSocket, bundleSource?: X509BundleSource)
   const verified = verifyPeer(socket, policy.bundleSource, policy.now?.());
   verifiedSockets.set(socket, verified);
   return verified.id;
-}
-
-/** True for the errors our verification and authorisation produce. */
-export function isSpiffeError(err: unknown): err is SpiffeError {
-  return err instanceof SpiffeError;
 }
