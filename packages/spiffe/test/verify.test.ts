@@ -162,4 +162,42 @@ describe('verifyX509Svid', () => {
       NoBundleError,
     );
   });
+
+  it('any mix of real certificates verifies only along a real path to the leaf trust domain (property)', async () => {
+    const [good, b, wrong] = await Promise.all([
+      cas.a.mint(CLIENT_ID),
+      cas.b.mint('spiffe://other.org/ns/default/sa/client'),
+      cas.a.mint(CLIENT_ID, { defects: ['wrong-ca'] }),
+    ]);
+    const pieces = [
+      ...good.chainDer,
+      cas.a.root.der,
+      ...b.chainDer,
+      cas.b.root.der,
+      ...wrong.chainDer,
+      cas.c.root.der,
+    ];
+    const bundles = new BundleSet([cas.bundleA, cas.bundleB]);
+    fc.assert(
+      fc.property(fc.array(fc.nat(pieces.length - 1), { minLength: 1, maxLength: 8 }), (idx) => {
+        const chain = idx.map((i) => pieces[i]!);
+        let verified: ReturnType<typeof verifyX509Svid> | undefined;
+        try {
+          verified = verifyX509Svid(chain, bundles);
+        } catch (err) {
+          expect(err).toBeInstanceOf(SpiffeError);
+          return;
+        }
+        // Success: the leaf is what was sent first, each link is signed by the next, the last
+        // is an authority of the bundle of the leaf's own trust domain.
+        const path = verified.verifiedChain;
+        expect(Buffer.from(path[0]!.der)).toEqual(Buffer.from(chain[0]!));
+        for (let i = 0; i + 1 < path.length; i++) expect(path[i]!.isSignedBy(path[i + 1]!)).toBe(true);
+        expect(verified.bundle.trustDomain.equals(verified.id.trustDomain)).toBe(true);
+        expect(verified.bundle.hasAuthority(path.at(-1)!)).toBe(true);
+        expect([Buffer.from(good.leafDer), Buffer.from(b.leafDer)]).toContainEqual(Buffer.from(chain[0]!));
+      }),
+      { numRuns: 300 },
+    );
+  });
 });
