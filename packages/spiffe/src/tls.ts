@@ -47,8 +47,6 @@ export interface TlsClientInput extends TlsCredentials, TlsPeerPolicy {
   sni?: string;
 }
 
-export type TlsServerInput = TlsCredentials & TlsPeerPolicy;
-
 /** What `tlsClientOptions` returns: ready for `tls.connect` (or `http2.connect`'s `createConnection`). */
 export interface HboneTlsClientOptions extends tls.ConnectionOptions {
   secureContext: tls.SecureContext;
@@ -212,7 +210,8 @@ export function tlsClientOptions(input: TlsClientInput): HboneTlsClientOptions {
 }
 
 /**
- * Options for `tls.createServer` / `http2.createSecureServer`, computed now from the sources:
+ * Options for `tls.createServer` / `http2.createSecureServer`, computed now from the sources
+ * (authorisation is `enforceServerPeers`'s job: Node gives a server no hook inside the handshake):
  * TLS 1.3 only, ALPN h2, a client certificate required and verified by OpenSSL against the
  * bundles' authorities. Pair with `enforceServerPeers` (SPIFFE rules and the authoriser) and
  * `keepServerCredentialsFresh` (rotation).

@@ -95,7 +95,7 @@ function describe(err: unknown): string {
  * parse time, so a `ParsedCertificate` never throws later.
  */
 export class ParsedCertificate {
-  /** The exact DER bytes (a private copy). */
+  /** The exact DER bytes (a private copy; do not mutate: parsed certificates are shared). */
   readonly der: Uint8Array;
   /** Serial number, lowercase hex. */
   readonly serialNumber: string;
