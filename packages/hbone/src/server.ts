@@ -95,6 +95,7 @@ export class HboneServer extends EventEmitter {
   readonly #unsubscribe: () => void;
   #closing: Promise<void> | undefined;
   #handoff: { peer: SpiffeId; socket: tls.TLSSocket } | undefined;
+  readonly #sockets = new Set<Duplex>();
 
   constructor(options: HboneServerOptions) {
     super();
@@ -143,6 +144,11 @@ export class HboneServer extends EventEmitter {
       stopEnforcing();
     };
     this.#tls.on('secureConnection', (socket: tls.TLSSocket) => this.#onSecureConnection(socket));
+    // Every raw connection, including ones still in the handshake, so destroy() leaves none.
+    this.#tls.on('connection', (socket: Duplex) => {
+      this.#sockets.add(socket);
+      socket.once('close', () => this.#sockets.delete(socket));
+    });
     this.#tls.on('peerRejected', (err: Error, socket: tls.TLSSocket) => {
       socket.destroy();
       this.emit(
@@ -365,9 +371,7 @@ export class HboneServer extends EventEmitter {
       const waits: Array<Promise<void>> = [new Promise<void>((r) => this.#tls.close(() => r()))];
       for (const s of sessions)
         waits.push(new Promise<void>((r) => (s.destroyed ? r() : s.once('close', () => r()))));
-      const deadline = setTimeout(() => {
-        for (const s of this.#sessions) s.destroy();
-      }, this.#opts.drainDeadlineMs);
+      const deadline = setTimeout(() => this.#destroyAll(), this.#opts.drainDeadlineMs);
       deadline.unref();
       void Promise.all(waits).then(() => {
         clearTimeout(deadline);
@@ -389,8 +393,13 @@ export class HboneServer extends EventEmitter {
 
   /** Immediate stop: every connection destroyed. Idempotent. */
   destroy(): Promise<void> {
-    for (const s of this.#sessions) s.destroy();
+    this.#destroyAll();
     return this.close();
+  }
+
+  #destroyAll(): void {
+    for (const s of this.#sessions) s.destroy();
+    for (const s of this.#sockets) s.destroy();
   }
 }
 

@@ -18,6 +18,8 @@ export interface PoolConfig {
   maxLifetimeMs: number;
   /** Fraction of `maxLifetimeMs` removed at random per connection, so they do not all expire at once. */
   lifetimeJitter: number;
+  /** `close()` waits this long for tunnels to finish, then destroys what is left. ztunnel drain: 5 s. */
+  closeDeadlineMs: number;
   /** Backoff after repeated dial failures to one key: first delay, cap, and random spread. */
   backoffInitialMs: number;
   backoffMaxMs: number;
@@ -33,6 +35,7 @@ export const defaultConfig: Readonly<PoolConfig> = Object.freeze({
   idleTimeoutMs: 5 * 60_000,
   maxLifetimeMs: 0,
   lifetimeJitter: 0.1,
+  closeDeadlineMs: 5_000,
   backoffInitialMs: 100,
   backoffMaxMs: 5_000,
   backoffJitter: 0.5,
@@ -60,6 +63,7 @@ export function verifyConfig(partial: Partial<PoolConfig> = {}): Readonly<PoolCo
   check(isNum(c.idleTimeoutMs, 0), 'idleTimeoutMs must be a number >= 0 (0 closes idle connections at once)');
   check(isNum(c.maxLifetimeMs, 0), 'maxLifetimeMs must be a number >= 0 (0 = no limit)');
   check(isNum(c.lifetimeJitter, 0, 1), 'lifetimeJitter must be within [0, 1]');
+  check(isNum(c.closeDeadlineMs, 0), 'closeDeadlineMs must be a number >= 0');
   check(isNum(c.backoffInitialMs, 0), 'backoffInitialMs must be a number >= 0');
   check(isNum(c.backoffMaxMs, c.backoffInitialMs), 'backoffMaxMs must be >= backoffInitialMs');
   check(isNum(c.backoffJitter, 0, 1), 'backoffJitter must be within [0, 1]');

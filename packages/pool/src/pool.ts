@@ -285,7 +285,17 @@ export class HbonePool extends EventEmitter {
       if (immediate) c.session.destroy();
       else this.#drain(c, 'pool-close');
     }
+    if (immediate) {
+      await Promise.all(closes);
+      return;
+    }
+    // A drain is bounded: tunnels still open at the deadline are cut.
+    const deadline = setTimeout(() => {
+      for (const c of this.#all) c.session.destroy();
+    }, this.config.closeDeadlineMs);
+    deadline.unref();
     await Promise.all(closes);
+    clearTimeout(deadline);
   }
 
   #keyState(key: ResolvedPoolKey): KeyState {
