@@ -42,6 +42,60 @@ function describe(cert: ParsedCertificate, role: string): string {
   return `${role} certificate (subject "${cert.subject}", serial ${cert.serialNumber})`;
 }
 
+/** The host of a URI (`scheme://[userinfo@]host[:port]/...`), lowercase, or undefined. */
+function uriHost(uri: string): string | undefined {
+  const m = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\/([^/?#]*)/.exec(uri);
+  if (m === null) return undefined;
+  const authority = m[1]!.slice(m[1]!.lastIndexOf('@') + 1);
+  const host = authority.startsWith('[')
+    ? authority.slice(0, authority.indexOf(']') + 1)
+    : authority.split(':')[0]!;
+  return host === '' ? undefined : host.toLowerCase();
+}
+
+/** RFC 5280 4.2.1.10 matching: URI constraints name a host (`.x` = any host under x); DNS ones a subtree. */
+function matches(type: 'uri' | 'dns', name: string, constraint: string): boolean {
+  const c = constraint.toLowerCase();
+  if (type === 'uri') return c.startsWith('.') ? name.endsWith(c) : name === c;
+  const n = name.toLowerCase();
+  if (c === '') return true;
+  return c.startsWith('.') ? n.endsWith(c) : n === c || n.endsWith(`.${c}`);
+}
+
+/** Checks the URI and DNS SANs of `cert` against `ca`'s name constraints; throws UntrustedChainError. */
+function checkNameConstraints(
+  ca: ParsedCertificate,
+  caRole: string,
+  cert: ParsedCertificate,
+  role: string,
+): void {
+  const nc = ca.nameConstraints;
+  if (nc === undefined) return;
+  const unsupported = [...nc.permitted, ...nc.excluded].find((c) => c.type === 'other');
+  if (unsupported !== undefined) {
+    // Fail closed: a constraint we cannot evaluate must not be ignored.
+    throw new UntrustedChainError(
+      `${describe(ca, caRole)} has a name constraint form this verifier does not support`,
+    );
+  }
+  const names: ['uri' | 'dns', string | undefined, string][] = [
+    ...cert.uris.map((u): ['uri', string | undefined, string] => ['uri', uriHost(u), u]),
+    ...cert.dnsNames.map((d): ['dns', string, string] => ['dns', d, d]),
+  ];
+  for (const [type, name, shown] of names) {
+    const refuse = (why: string) =>
+      new UntrustedChainError(`${describe(ca, caRole)} name constraints ${why} ${role} name "${shown}"`);
+    const permitted = nc.permitted.filter((c) => c.type === type);
+    if (name === undefined) {
+      if (permitted.length > 0) throw refuse('do not permit');
+      continue;
+    }
+    if (permitted.length > 0 && !permitted.some((c) => matches(type, name, c.value)))
+      throw refuse('do not permit');
+    if (nc.excluded.some((c) => c.type === type && matches(type, name, c.value))) throw refuse('exclude');
+  }
+}
+
 function roleOf(index: number, length: number): string {
   if (index === 0) return 'leaf';
   if (index === length - 1) return 'authority';
@@ -79,6 +133,11 @@ function checkPath(path: readonly ParsedCertificate[], now: Date): void {
     const isAuthority = i === path.length - 1;
     if (!cert.hasKeyUsage(KeyUsage.keyCertSign) && !(isAuthority && cert.keyUsage === undefined)) {
       throw new UntrustedChainError(`${describe(cert, role)} must have 'keyCertSign' set as key usage`);
+    }
+    // RFC 5280 6.1.4 (g): constraints apply to every certificate below, self-issued intermediates excepted.
+    for (let j = 0; j < i; j++) {
+      if (j > 0 && path[j]!.selfIssued) continue;
+      checkNameConstraints(cert, role, path[j]!, roleOf(j, path.length));
     }
     if (cert.pathLen !== undefined) {
       // RFC 5280 4.2.1.9: the number of non-self-issued intermediates that may follow.

@@ -40,6 +40,7 @@ export const KNOWN_EXTENSIONS: Readonly<Record<string, string>> = Object.freeze(
   '2.5.29.17': 'subjectAltName',
   '2.5.29.19': 'basicConstraints',
   '2.5.29.35': 'authorityKeyIdentifier',
+  '2.5.29.30': 'nameConstraints',
   '2.5.29.37': 'extKeyUsage',
 });
 
@@ -82,6 +83,46 @@ function rawNames(der: Uint8Array): { issuer: Uint8Array; subject: Uint8Array; s
   return { issuer, subject, spki: der.subarray(spkiAt, p) };
 }
 
+/** One name of a name constraint (RFC 5280 4.2.1.10); `other` is any form this package does not check. */
+export interface NameConstraint {
+  readonly type: 'uri' | 'dns' | 'other';
+  readonly value: string;
+}
+
+export interface NameConstraints {
+  readonly permitted: readonly NameConstraint[];
+  readonly excluded: readonly NameConstraint[];
+}
+
+/** Parses the nameConstraints extension value (DER): `[0]` permitted and `[1]` excluded subtrees. */
+function parseNameConstraints(value: Uint8Array): NameConstraints {
+  const [start, end] = tlv(value, 0, value.length);
+  if (value[0] !== 0x30) throw new RangeError('nameConstraints is not a SEQUENCE');
+  const permitted: NameConstraint[] = [];
+  const excluded: NameConstraint[] = [];
+  for (let p = start; p < end; ) {
+    const tag = value[p];
+    const [s, e, next] = tlv(value, p, end);
+    if (tag !== 0xa0 && tag !== 0xa1) throw new RangeError('bad nameConstraints subtrees');
+    const into = tag === 0xa0 ? permitted : excluded;
+    for (let q = s; q < e; ) {
+      // GeneralSubtree ::= SEQUENCE { base GeneralName, minimum [0] DEFAULT 0, maximum [1] OPTIONAL }
+      const [gs, ge, gnext] = tlv(value, q, e);
+      if (value[q] !== 0x30) throw new RangeError('bad GeneralSubtree');
+      const baseTag = value[gs];
+      const [bs, be, bnext] = tlv(value, gs, ge);
+      const text = Buffer.from(value.subarray(bs, be)).toString('latin1');
+      // RFC 5280: minimum MUST be zero and maximum absent; anything else is a form we do not check.
+      const bounded = bnext !== ge;
+      const type = bounded ? 'other' : baseTag === 0x86 ? 'uri' : baseTag === 0x82 ? 'dns' : 'other';
+      into.push({ type, value: text });
+      q = gnext;
+    }
+    p = next;
+  }
+  return { permitted: Object.freeze(permitted), excluded: Object.freeze(excluded) };
+}
+
 function latin1(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
 }
@@ -117,6 +158,8 @@ export class ParsedCertificate {
   readonly criticalExtensions: readonly string[];
   /** OIDs of critical extensions not in `KNOWN_EXTENSIONS`: a verifier must refuse them. */
   readonly unknownCriticalExtensions: readonly string[];
+  /** The nameConstraints extension, when present. */
+  readonly nameConstraints: NameConstraints | undefined;
   /** DER SubjectPublicKeyInfo. */
   readonly spki: Uint8Array;
   /** Subject and issuer names are byte-identical (RFC 5280 "self-issued"). */
@@ -159,6 +202,7 @@ export class ParsedCertificate {
     let isCa = false;
     let pathLen: number | undefined;
     let keyUsage: number | undefined;
+    let nameConstraints: NameConstraints | undefined;
     try {
       names = rawNames(der);
       pc = new PeculiarCertificate(der);
@@ -180,6 +224,8 @@ export class ParsedCertificate {
           pathLen = ext.pathLength;
         } else if (ext instanceof KeyUsagesExtension) {
           keyUsage = ext.usages;
+        } else if (ext.type === '2.5.29.30') {
+          nameConstraints = parseNameConstraints(new Uint8Array(ext.value));
         }
       }
       this.serialNumber = pc.serialNumber.toLowerCase();
@@ -199,6 +245,7 @@ export class ParsedCertificate {
     this.dnsNames = Object.freeze(dnsNames);
     this.criticalExtensions = Object.freeze(critical);
     this.unknownCriticalExtensions = Object.freeze(critical.filter((oid) => !(oid in KNOWN_EXTENSIONS)));
+    this.nameConstraints = nameConstraints;
     this.spki = names.spki;
     this.subjectKey = latin1(names.subject);
     this.issuerKey = latin1(names.issuer);

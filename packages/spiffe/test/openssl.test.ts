@@ -11,6 +11,7 @@ import * as tls from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   authorizeId,
+  BundleSet,
   enforceServerPeers,
   peerIdentity,
   tlsClientOptions,
@@ -35,7 +36,7 @@ function openssl(...args: string[]): void {
 const read = (f: string) => readFileSync(join(dir, f), 'utf8');
 
 /** A self-signed CA with the trust domain's URI SAN, as `openssl req -x509` makes it. */
-function makeCa(name: string, keyArgs: string[]): void {
+function makeCa(name: string, keyArgs: string[], extra: string[] = []): void {
   openssl(
     'req',
     '-x509',
@@ -56,15 +57,16 @@ function makeCa(name: string, keyArgs: string[]): void {
     'basicConstraints=critical,CA:true',
     '-addext',
     'keyUsage=critical,keyCertSign,cRLSign',
+    ...extra.flatMap((e) => ['-addext', e]),
   );
 }
 
 /** A leaf signed by the CA with an `-extfile` holding the X509-SVID extensions. */
-function signLeaf(name: string, ca: string, keyFile: string, id: string): void {
+function signLeaf(name: string, ca: string, keyFile: string, id: string, dns?: string): void {
   writeFileSync(
     join(dir, `${name}.ext`),
     [
-      `subjectAltName=critical,URI:${id}`,
+      `subjectAltName=critical,URI:${id}${dns ? `,DNS:${dns}` : ''}`,
       'basicConstraints=critical,CA:false',
       'keyUsage=critical,digitalSignature,keyEncipherment',
       'extendedKeyUsage=serverAuth,clientAuth',
@@ -153,5 +155,43 @@ describe.skipIf(!existsSync(OPENSSL))('certificates made by openssl', () => {
     const ex = await exchange(tracker.socket(tls.connect({ ...opts, host: '127.0.0.1', port })));
     expect(ex).toMatchObject({ secure: true, data: 'pong' });
     expect(seen).toEqual([`spiffe://${TD}/ns/default/sa/rsa`]);
+  });
+
+  it('enforces URI and DNS name constraints of a CA shared by two trust domains', () => {
+    // One key for two trust domains (what the Trust Domain and Bundle standard, 6.4, warns about),
+    // made safe by name constraints: the CA may only issue example.org IDs.
+    makeCa(
+      'nc',
+      ['ec', '-pkeyopt', 'ec_paramgen_curve:P-256'],
+      [`nameConstraints=critical,permitted;URI:${TD},excluded;DNS:bad.${TD}`],
+    );
+    makeCa(
+      'nc-ip',
+      ['ec', '-pkeyopt', 'ec_paramgen_curve:P-256'],
+      ['nameConstraints=critical,permitted;IP:10.0.0.0/255.0.0.0'],
+    );
+    openssl('ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'nc.key');
+    signLeaf('nc-ok', 'nc', 'nc.key', `spiffe://${TD}/ns/default/sa/ok`, `good.${TD}`);
+    signLeaf('nc-evil', 'nc', 'nc.key', 'spiffe://evil.org/ns/default/sa/x');
+    signLeaf('nc-dns', 'nc', 'nc.key', `spiffe://${TD}/ns/default/sa/dns`, `bad.${TD}`);
+    signLeaf('nc-ip-leaf', 'nc-ip', 'nc.key', `spiffe://${TD}/ns/default/sa/ip`);
+    const ca = read('nc-ca.pem');
+    const bundles = new BundleSet([X509Bundle.fromPem(TD, ca), X509Bundle.fromPem('evil.org', ca)]);
+    const verify = (leaf: string) =>
+      verifyX509Svid(X509Svid.parse(read(leaf), read('nc.key')).chainDer(), bundles);
+    expect(verify('nc-ok.pem').id.toString()).toBe(`spiffe://${TD}/ns/default/sa/ok`);
+    expect(() => verify('nc-evil.pem')).toThrow(
+      /name constraints do not permit leaf name "spiffe:\/\/evil.org/,
+    );
+    expect(() => verify('nc-dns.pem')).toThrow(/name constraints exclude leaf name "bad.example.org"/);
+    const ipBundle = X509Bundle.fromPem(TD, read('nc-ip-ca.pem'));
+    expect(() =>
+      verifyX509Svid(X509Svid.parse(read('nc-ip-leaf.pem'), read('nc.key')).chainDer(), ipBundle),
+    ).toThrow(/name constraint form this verifier does not support/);
+    // OpenSSL agrees on the URI constraint.
+    expect(() =>
+      execFileSync(OPENSSL, ['verify', '-CAfile', 'nc-ca.pem', 'nc-evil.pem'], { cwd: dir, stdio: 'pipe' }),
+    ).toThrow(/name constraint|permitted subtree/i);
+    execFileSync(OPENSSL, ['verify', '-CAfile', 'nc-ca.pem', 'nc-ok.pem'], { cwd: dir, stdio: 'pipe' });
   });
 });
