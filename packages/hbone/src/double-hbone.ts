@@ -12,7 +12,10 @@ import type { TunnelHandler } from './server.js';
 import type { HboneTunnel } from './tunnel.js';
 
 export interface DoubleHboneRequest extends TunnelRequest {
-  /** `x-forwarded-network` of the inner CONNECT: the destination's network. */
+  /**
+   * `x-forwarded-network` of the inner CONNECT. ztunnel sends its *own* (the sender's) network
+   * here; the destination compares it with its own to see that the request crossed a gateway.
+   */
   forwardedNetwork: string;
 }
 
