@@ -2,14 +2,14 @@
  * Federation: one bundle per trust domain, looked up by the trust domain a peer claims. Bundles
  * are never merged: verification of an ID in trust domain B only ever sees B's authorities.
  */
+import { type ChangeListener, ChangeListeners, type Unsubscribe } from './change-listeners.js';
 import { InvalidBundleError } from './errors.js';
 import { TrustDomain } from './trust-domain.js';
 import type { X509Bundle, X509BundleSource } from './x509-bundle.js';
-import type { ChangeListener, Unsubscribe } from './x509-svid.js';
 
 export class BundleSet implements X509BundleSource {
   readonly #bundles = new Map<string, X509Bundle>();
-  readonly #listeners = new Set<ChangeListener>();
+  readonly #listeners = new ChangeListeners();
   #list: readonly X509Bundle[] | undefined;
   #generation = 0;
 
@@ -81,15 +81,12 @@ export class BundleSet implements X509BundleSource {
   }
 
   onChange(listener: ChangeListener): Unsubscribe {
-    this.#listeners.add(listener);
-    return () => {
-      this.#listeners.delete(listener);
-    };
+    return this.#listeners.add(listener);
   }
 
   #changed(): void {
     this.#list = undefined;
     this.#generation++;
-    for (const l of [...this.#listeners]) l();
+    this.#listeners.emit();
   }
 }

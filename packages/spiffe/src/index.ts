@@ -5,6 +5,7 @@
  */
 export * from './authorizer.js';
 export * from './bundle-set.js';
+export type { ChangeListener, Unsubscribe } from './change-listeners.js';
 export * from './errors.js';
 export * from './pem.js';
 export * from './private-key.js';

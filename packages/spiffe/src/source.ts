@@ -12,12 +12,13 @@ import { EventEmitter } from 'node:events';
 import { type FSWatcher, readFileSync, watch } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { BundleSet } from './bundle-set.js';
+import { type ChangeListener, ChangeListeners, type Unsubscribe } from './change-listeners.js';
 import { InvalidSvidError, SourceClosedError } from './errors.js';
 import type { TrustDomain } from './trust-domain.js';
 import { X509Bundle, type X509BundleSource } from './x509-bundle.js';
-import { type ChangeListener, type Unsubscribe, X509Svid, type X509SvidSource } from './x509-svid.js';
+import { X509Svid, type X509SvidSource } from './x509-svid.js';
 
-export type { ChangeListener, Unsubscribe, X509BundleSource, X509SvidSource };
+export type { X509BundleSource, X509SvidSource };
 
 /** Bundles as callers have them: one, a set, or a list (one per trust domain). */
 export type BundlesInput = X509Bundle | BundleSet | Iterable<X509Bundle>;
@@ -26,31 +27,6 @@ function toBundleSet(bundles: BundlesInput | undefined): BundleSet {
   if (bundles === undefined) return new BundleSet();
   if (bundles instanceof X509Bundle) return new BundleSet([bundles]);
   return new BundleSet(bundles instanceof BundleSet ? bundles.getX509Bundles() : bundles);
-}
-
-/** A set of listeners, called in order; one that throws does not stop the others. */
-class Listeners {
-  readonly #set = new Set<ChangeListener>();
-  add(l: ChangeListener): Unsubscribe {
-    this.#set.add(l);
-    return () => {
-      this.#set.delete(l);
-    };
-  }
-  emit(): void {
-    for (const l of [...this.#set]) {
-      try {
-        l();
-      } catch (err) {
-        queueMicrotask(() => {
-          throw err;
-        });
-      }
-    }
-  }
-  clear(): void {
-    this.#set.clear();
-  }
 }
 
 export interface SourceValues {
@@ -88,7 +64,7 @@ export class MemorySource implements X509SvidSource, X509BundleSource {
   #svid: X509Svid | undefined;
   #bundles: BundleSet;
   #generation = 0;
-  readonly #listeners = new Listeners();
+  readonly #listeners = new ChangeListeners();
 
   constructor(values: SourceValues = {}) {
     this.#svid = values.svid;
@@ -177,7 +153,7 @@ export class FileSource extends EventEmitter implements X509SvidSource, X509Bund
   #closed = false;
   #timer: NodeJS.Timeout | undefined;
   readonly #watchers: FSWatcher[] = [];
-  readonly #listeners = new Listeners();
+  readonly #listeners = new ChangeListeners();
 
   constructor(options: FileSourceOptions) {
     super();

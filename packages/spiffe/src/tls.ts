@@ -14,12 +14,13 @@
 import type { Server, TLSSocket } from 'node:tls';
 import * as tls from 'node:tls';
 import { type Authorizer, authorize } from './authorizer.js';
+import type { Unsubscribe } from './change-listeners.js';
 import { NoPeerCertificateError, PeerNotVerifiedError } from './errors.js';
 import type { SpiffeId } from './spiffe-id.js';
 import { type VerifiedSvid, verifyX509Svid } from './verify.js';
 import type { X509BundleSource } from './x509-bundle.js';
 import type { ParsedCertificate } from './x509-certificate.js';
-import type { Unsubscribe, X509Svid, X509SvidSource } from './x509-svid.js';
+import type { X509Svid, X509SvidSource } from './x509-svid.js';
 import { MAX_CHAIN_LENGTH } from './x509-svid.js';
 
 /** HBONE's TLS 1.3 suites, in ztunnel's order (no ChaCha20). */

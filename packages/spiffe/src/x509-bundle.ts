@@ -5,12 +5,12 @@
  * written back to both.
  */
 import { readFile } from 'node:fs/promises';
+import type { ChangeListener, Unsubscribe } from './change-listeners.js';
 import { InvalidBundleError } from './errors.js';
 import { decodePemCertificates, encodePemCertificates } from './pem.js';
 import { isJsonObject, JsonNumber, type JsonValue, parseStrictJson } from './strict-json.js';
 import { TrustDomain } from './trust-domain.js';
 import { type ParsedCertificate, parseCertificate } from './x509-certificate.js';
-import type { ChangeListener, Unsubscribe } from './x509-svid.js';
 
 /**
  * Where verification finds the bundle of a trust domain. `generation` increases whenever any

@@ -5,6 +5,7 @@
  */
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import type { ChangeListener, Unsubscribe } from './change-listeners.js';
 import {
   InvalidCertificateError,
   InvalidPemError,
@@ -15,11 +16,6 @@ import { decodePemCertificates, encodePemCertificates } from './pem.js';
 import { type PrivateKeyType, parsePrivateKey, privateKeyType } from './private-key.js';
 import { SpiffeId } from './spiffe-id.js';
 import { KeyUsage, type ParsedCertificate, parseCertificate } from './x509-certificate.js';
-
-/** Called when a source's value changes; returns nothing. */
-export type ChangeListener = () => void;
-/** Stops a subscription; calling it twice is harmless. */
-export type Unsubscribe = () => void;
 
 /**
  * Where the current X509-SVID comes from. `generation` increases whenever `getX509Svid()` would
