@@ -1,5 +1,10 @@
 import { InvalidSpiffeIdError } from './errors.js';
-import { SPIFFE_ID_MESSAGES as M, SPIFFE_SCHEME_PREFIX, TrustDomain, isTrustDomainChar } from './trust-domain.js';
+import {
+  isTrustDomainChar,
+  SPIFFE_ID_MESSAGES as M,
+  SPIFFE_SCHEME_PREFIX,
+  TrustDomain,
+} from './trust-domain.js';
 
 /**
  * SPIFFE-ID standard 2.3: implementations must accept IDs up to 2048 bytes. We also refuse
@@ -67,7 +72,8 @@ export class SpiffeId {
   /** Parses `spiffe://td/path`, enforcing every rule of the SPIFFE-ID standard. */
   static parse(input: string): SpiffeId {
     if (input.length === 0) throw new InvalidSpiffeIdError(M.empty, input);
-    if (Buffer.byteLength(input, 'utf8') > MAX_SPIFFE_ID_BYTES) throw new InvalidSpiffeIdError(M.tooLong, input);
+    if (Buffer.byteLength(input, 'utf8') > MAX_SPIFFE_ID_BYTES)
+      throw new InvalidSpiffeIdError(M.tooLong, input);
     if (!input.startsWith(SPIFFE_SCHEME_PREFIX)) throw new InvalidSpiffeIdError(M.wrongScheme, input);
     const start = SPIFFE_SCHEME_PREFIX.length;
     let end = start;
@@ -116,7 +122,7 @@ export class SpiffeId {
   }
 
   /** Istio's workload identity: `spiffe://<td>/ns/<namespace>/sa/<serviceAccount>`. */
-  static istio(trustDomain: TrustDomain | string, namespace: string, serviceAccount: string): SpiffeId {
+  static fromIstio(trustDomain: TrustDomain | string, namespace: string, serviceAccount: string): SpiffeId {
     return SpiffeId.fromSegments(trustDomain, 'ns', namespace, 'sa', serviceAccount);
   }
 

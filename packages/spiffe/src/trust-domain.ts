@@ -8,8 +8,10 @@ export const SPIFFE_ID_MESSAGES = Object.freeze({
   empty: 'cannot be empty',
   wrongScheme: 'scheme is missing or invalid',
   missingTrustDomain: 'trust domain is missing',
-  badTrustDomainChar: 'trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores',
-  badPathSegmentChar: 'path segment characters are limited to letters, numbers, dots, dashes, and underscores',
+  badTrustDomainChar:
+    'trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores',
+  badPathSegmentChar:
+    'path segment characters are limited to letters, numbers, dots, dashes, and underscores',
   emptySegment: 'path cannot contain empty segments',
   dotSegment: 'path cannot contain dot segments',
   trailingSlash: 'path cannot have a trailing slash',

@@ -88,7 +88,7 @@ describe('SpiffeId values', () => {
     });
     expect(SpiffeId.parse('spiffe://td/ns/a/sa/b/extra').istio()).toBeUndefined();
     expect(SpiffeId.parse('spiffe://td/ns/a/xx/b').istio()).toBeUndefined();
-    expect(SpiffeId.istio('cluster.local', 'default', 'sleep').toString()).toBe(
+    expect(SpiffeId.fromIstio('cluster.local', 'default', 'sleep').toString()).toBe(
       'spiffe://cluster.local/ns/default/sa/sleep',
     );
   });
