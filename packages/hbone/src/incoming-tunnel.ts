@@ -114,7 +114,7 @@ export class IncomingTunnel {
     if (opts.baggage !== undefined) {
       responseHeaders.baggage = typeof opts.baggage === 'string' ? opts.baggage : formatBaggage(opts.baggage);
     }
-    this.stream.respond(responseHeaders, { endStream: false });
+    this.stream.respond(responseHeaders, { endStream: false, sendDate: false });
     return new HboneTunnel(this.stream, {
       authority: this.authorityString,
       requestHeaders: this.headers,
@@ -129,7 +129,7 @@ export class IncomingTunnel {
       throw new RangeError(`reject status must be 300..599, got ${status}`);
     }
     this.#decide('rejected');
-    this.stream.respond({ ':status': status }, { endStream: true });
+    this.stream.respond({ ':status': status }, { endStream: true, sendDate: false });
   }
 
   /** Resets the stream (RST_STREAM) without an answer. */

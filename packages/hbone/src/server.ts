@@ -315,14 +315,14 @@ export class HboneServer extends EventEmitter {
       return;
     }
     if (headers[':method'] !== 'CONNECT') {
-      stream.respond({ ':status': 400 }, { endStream: true });
+      stream.respond({ ':status': 400 }, { endStream: true, sendDate: false });
       return;
     }
     let authority: Authority;
     try {
       authority = parseAuthority(String(headers[':authority']));
     } catch {
-      stream.respond({ ':status': 400 }, { endStream: true });
+      stream.respond({ ':status': 400 }, { endStream: true, sendDate: false });
       return;
     }
     const tunnel = new IncomingTunnel(

@@ -133,6 +133,14 @@ describe('tunnel round trip', () => {
     expect(await peer).toBe(CLIENT_ID);
   });
 
+  it('answers 200 with :status alone (no date header, as ztunnel)', async () => {
+    const { session } = await start(echo);
+    const tunnel = await session.open({ authority: '10.0.0.2:80' });
+    expect(Object.keys(tunnel.responseHeaders).filter((k) => typeof k === 'string')).toEqual([':status']);
+    tunnel.end();
+    await readAll(tunnel);
+  });
+
   it('returns the destination baggage from the 200', async () => {
     const { session } = await start((t) => {
       const tunnel = t.accept({
