@@ -59,7 +59,7 @@ export const loadSpec: CommandSpec = {
     '--window bounds the echo data in flight on the connection. node:http2 stops reading its socket',
     "while one of its writes is pending; with HBONE's 16 MiB connection window, two node peers that both",
     'push more than the TCP buffers hold can each wait for the other forever. The window keeps the',
-    "run inside what the buffers hold, as iperf's window does.",
+    'run inside what the buffers hold.',
     '',
     'Example:',
     '  pnpm hbone load --to 127.0.0.1:15008 --authority 127.0.0.1:15008 --cert client/cert.pem \\',
