@@ -209,6 +209,8 @@ export interface GatewaySection {
   readonly acceptTrustDomains: readonly string[];
   /** 'require': read the ClientHello first and refuse a connection whose SNI is not a SPIFFE ID of an accepted trust domain. */
   readonly sniRouting: 'off' | 'require';
+  /** Where it listens when that differs from the address peers dial (a load balancer in front). */
+  readonly listen?: { readonly address: string; readonly port: number };
   readonly adminPort: number | null;
   readonly metricsPort: number | null;
   readonly timeouts: Timeouts;
@@ -719,8 +721,24 @@ function readProxy(v: unknown, mesh: MeshConfig): ProxySection {
 
 function readGatewaySection(v: unknown, mesh: MeshConfig): GatewaySection {
   const p = 'gateway';
-  const o = obj(v, p, ['name', 'acceptTrustDomains', 'sniRouting', 'adminPort', 'metricsPort', 'timeouts']);
+  const o = obj(v, p, [
+    'name',
+    'acceptTrustDomains',
+    'sniRouting',
+    'listen',
+    'adminPort',
+    'metricsPort',
+    'timeouts',
+  ]);
   const name = str(o, 'name', p);
+  let listen: GatewaySection['listen'];
+  if (o.listen !== undefined) {
+    const l = obj(o.listen, `${p}.listen`, ['address', 'port']);
+    listen = {
+      address: ip(l, 'address', `${p}.listen`),
+      port: optPort(l, 'port', `${p}.listen`, DEFAULT_PORTS.hbone),
+    };
+  }
   if (!mesh.gateways.some((g) => g.name === name)) {
     throw new ConfigError(`${p}.name`, `no gateway "${name}" in mesh.gateways`);
   }
@@ -735,6 +753,7 @@ function readGatewaySection(v: unknown, mesh: MeshConfig): GatewaySection {
     name,
     acceptTrustDomains: accept,
     sniRouting: oneOf<'off' | 'require'>(o, 'sniRouting', p, ['off', 'require'], 'off'),
+    ...(listen ? { listen } : {}),
     adminPort: o.adminPort === undefined ? null : port(o.adminPort, `${p}.adminPort`, true),
     metricsPort: o.metricsPort === undefined ? null : port(o.metricsPort, `${p}.metricsPort`, true),
     timeouts: readTimeouts(o, p),

@@ -98,8 +98,8 @@ export class EastWestGateway {
     this.#server = server;
     server.on('clientError', (err: Error) => this.#refuse(`TLS/identity: ${err.message}`, undefined));
     this.#listener = await HboneListener.listen({
-      host: this.config.address,
-      port: this.config.port,
+      host: this.section.listen?.address ?? this.config.address,
+      port: this.section.listen?.port ?? this.config.port,
       server,
       check: (hello) => {
         if (this.section.sniRouting !== 'require') return undefined;
@@ -121,7 +121,7 @@ export class EastWestGateway {
     if (this.section.adminPort !== null) {
       this.#http.push(
         await listenHttp(
-          this.config.address,
+          this.#host,
           this.section.adminPort,
           configDumpHandler(() => ({
             gateway: this.config,
@@ -136,6 +136,11 @@ export class EastWestGateway {
 
   get port(): number {
     return this.#listener?.port ?? this.config.port;
+  }
+
+  /** The address it listens on. */
+  get #host(): string {
+    return this.section.listen?.address ?? this.config.address;
   }
 
   /** Bytes it forwarded (both directions), up to `captureBytes`. */
@@ -239,7 +244,7 @@ export class EastWestGateway {
     let upstream: net.Socket;
     try {
       upstream = await dialTcp(target.host, target.port, {
-        localAddress: this.config.address,
+        localAddress: this.section.listen?.address ?? this.config.address,
         timeoutMs: this.section.timeouts.connectMs,
       });
     } catch (err) {
@@ -276,6 +281,7 @@ export class EastWestGateway {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       for (const u of this.#upstreams) u.destroy();
+      this.#upstreams.clear();
       await Promise.all([
         this.#listener?.close(),
         this.#server?.destroy(),
