@@ -4,7 +4,12 @@ import { runMeshDemo } from '../src/mesh/mesh-demo.js';
 
 it('runs the two-cluster path and the waypoint request, and fills the hop table from what each hop saw', async () => {
   let text = '';
-  const code = await runMeshDemo({ base: '127.61.5', out: (s) => (text += s) });
+  const code = await runMeshDemo({
+    base: '127.61.5',
+    out: (s) => {
+      text += s;
+    },
+  });
   expect(text).toContain('mesh demo: OK');
   expect(code).toBe(0);
   const row = (component: string): string => text.split('\n').find((l) => l.includes(`| ${component}`)) ?? '';

@@ -30,7 +30,7 @@ it('100 SOCKS5 clients of one pod to one service share one HBONE connection', as
   expect(s.east2.inboundHboneConnections).toBe(1);
   const data = clients.map(() => payload(8 * 1024));
   const back = await Promise.all(clients.map((c, i) => roundTrip(c, data[i]!)));
-  back.forEach((b, i) => expect(sha256(b)).toBe(sha256(data[i]!)));
+  expect(back.map(sha256)).toEqual(data.map(sha256));
   await waitFor(() => s.east2.metrics.value('istio_tcp_connections_closed_total') === 100);
   const scrape = await (await fetch(`http://${s.ip.ztunnelEast}:${s.east.port('metrics')}/metrics`)).text();
   expect(scrape).toContain('hbone_pool_dials_total{proxy="ztunnel-east"} 1');

@@ -328,7 +328,7 @@ async function demo(
   const l7 = async (method: string, path: string): Promise<number> => {
     const stream = await east.connectOutbound({
       src: cart.ip,
-      dst: `${wl('reviews').ip.replace(/\.\d+$/, '.150')}:9080`,
+      dst: `${mesh.services.find((x) => x.name === 'reviews')!.vip}:9080`,
     });
     return new Promise<number>((resolve, reject) => {
       const req = http.request(
