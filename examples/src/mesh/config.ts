@@ -819,7 +819,7 @@ export function validateConfig(input: unknown): ComponentConfig {
 export function parseConfigYaml(text: string, source = 'config'): ComponentConfig {
   let doc: unknown;
   try {
-    doc = parseYaml(text, { prettyErrors: false, uniqueKeys: true });
+    doc = parseYaml(text, { prettyErrors: true, uniqueKeys: true });
   } catch (err) {
     const line = err instanceof YAMLParseError ? err.linePos?.[0]?.line : undefined;
     throw new ConfigError(
