@@ -129,7 +129,13 @@ describe('hbone proxy / gateway / waypoint --config F', () => {
     expect(await c.done).toBe(1);
     expect(c.err()).toContain('configures a proxy, not a gateway');
     let err = '';
-    expect(await runProxy([], { stderr: (s) => (err += s) })).toBe(2);
+    expect(
+      await runProxy([], {
+        stderr: (s) => {
+          err += s;
+        },
+      }),
+    ).toBe(2);
     expect(err).toContain('--config FILE is required');
   });
 });
