@@ -67,6 +67,11 @@ peerAuthentication: { mode: STRICT }
 `;
 }
 
+/** `demoMeshYaml` parsed: the `mesh` section to give `validateConfig`. */
+export function demoMeshDocument(base = DEMO_BASE): unknown {
+  return parseYaml(demoMeshYaml(base)) as unknown;
+}
+
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
 interface Row {
