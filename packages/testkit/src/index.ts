@@ -34,3 +34,4 @@ export {
   UNKNOWN_CRITICAL_EXTENSION_OID,
 } from './svid-defects.js';
 export { type FaultMode, type FaultProxy, type FaultProxyOptions, createFaultProxy } from './fault-proxy.js';
+export * from './hostile/index.js';
