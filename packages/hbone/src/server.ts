@@ -271,6 +271,21 @@ export class HboneServer extends EventEmitter {
     };
     if (session.connecting) session.once('connect', widen);
     else widen();
+    // The handshake deadline covers the HTTP/2 preface and SETTINGS too (HANDSHAKE_TIMEOUT_MS):
+    // a peer that completes TLS and then stays silent would otherwise hold the connection until
+    // liveness gives up on it (30 s by default), or for ever with liveness off.
+    if (this.#opts.handshakeTimeoutMs > 0) {
+      const ms = this.#opts.handshakeTimeoutMs;
+      const preface = setTimeout(() => {
+        if (session.destroyed) return;
+        this.emit('clientError', new H2HandshakeError(`no HTTP/2 preface and SETTINGS within ${ms} ms`));
+        session.destroy();
+      }, ms);
+      preface.unref();
+      // node processes bytes that arrived with the TLS handshake on the next tick: in time for this.
+      session.once('remoteSettings', () => clearTimeout(preface));
+      session.once('close', () => clearTimeout(preface));
+    }
     const stopLiveness = startLiveness(session, () => session.destroy(), {
       intervalMs: this.#opts.pingIntervalMs,
       timeoutMs: this.#opts.pingTimeoutMs,
