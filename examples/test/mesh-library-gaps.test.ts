@@ -1,7 +1,6 @@
 /**
- * Library behaviour the mesh had to work around, pinned as `it.fails` tests on 127.61.9.0/24:
- * each passes while the gap exists and starts failing once `@hbone/hbone` closes it (then drop
- * `.fails` and the workaround it names).
+ * Library behaviour the mesh once had to work around, now fixed in `@hbone/hbone` and pinned
+ * here on 127.61.9.0/24 so it stays fixed.
  */
 import { connect, connectOver, createServer, gatewayHandler, TlsHandshakeError } from '@hbone/hbone';
 import { StaticSource, X509Bundle, X509Svid } from '@hbone/spiffe';
@@ -22,8 +21,7 @@ async function sources(ca: TestCa, id: string, trusted: TestCa[]) {
   return { svidSource: s, bundleSource: s };
 }
 
-// Workaround: outbound.ts destroys the outer tunnel when it ends during connectOver().
-it.fails('connectOver() fails fast with a TLS error when the outer tunnel ends during the inner start-up', async () => {
+it('connectOver() fails fast with a TLS error when the outer tunnel ends during the inner start-up', async () => {
   const a = await TestCa.create('a.local');
   const b = await TestCa.create('b.local');
   // The destination trusts only b.local: it rejects the a.local client on the inner TLS.

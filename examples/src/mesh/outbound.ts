@@ -243,14 +243,9 @@ async function openRoute(d: OutboundDeps, req: OutboundRequest, route: Route): P
         to: `${route.authority}'s proxy through gateway ${gw.name} (inner TLS)`,
       };
       let inner: HboneClientSession;
-      // When the far end closes during the inner start-up (it rejected our certificate), the outer
-      // tunnel ends; connectOver alone would wait for its handshake timeout and report a timeout
-      // (mesh-library-gaps.test.ts). Destroying the outer stream makes it fail at once, as a TLS error.
-      const onOuterEnd = (): void => {
-        outer.destroy();
-      };
-      outer.once('end', onOuterEnd);
       try {
+        // A far end that rejects our certificate ends the outer tunnel: connectOver fails at
+        // once with a TLS error (mesh-library-gaps.test.ts pins it).
         inner = await connectOver(outer as Duplex, {
           ...d.identities.credentials(src.identity),
           expectedIdentities: route.identities,
@@ -260,8 +255,6 @@ async function openRoute(d: OutboundDeps, req: OutboundRequest, route: Route): P
       } catch (err) {
         outer.destroy();
         throw classifyHopError(throughGateway, err);
-      } finally {
-        outer.removeListener('end', onOuterEnd);
       }
       let t: HboneTunnel;
       try {

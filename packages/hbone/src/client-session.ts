@@ -24,6 +24,7 @@ import {
   InvalidOptionError,
   SessionClosedError,
   StreamResetError,
+  TCP_CONNECT_PHASE,
   TlsHandshakeError,
 } from './errors.js';
 import { startLiveness } from './liveness.js';
@@ -148,6 +149,9 @@ function classifyHandshakeError(err: unknown): HboneError {
 }
 
 export type ClientSessionState = 'open' | 'draining' | 'closed';
+
+/** How long a closing connection with no tunnels left may take to go away before we destroy it. */
+const IDLE_CLOSE_GRACE_MS = 1_000;
 
 /**
  * One HBONE connection from the client side: mutual TLS 1.3 carrying HTTP/2, on which
@@ -350,12 +354,29 @@ export class HboneClientSession extends EventEmitter {
     });
   }
 
-  /** Graceful close: GOAWAY, let open tunnels finish, then close. Resolves when closed. */
+  /**
+   * Graceful close: GOAWAY, let open tunnels finish, then close. Resolves when closed, also
+   * when the peer's GOAWAY already started the shutdown (node drops a close callback then).
+   * Once no tunnel is left the connection has nothing to wait for: if node has not let go of
+   * it within IDLE_CLOSE_GRACE_MS, it is destroyed.
+   */
   close(): Promise<void> {
-    if (this.#session.destroyed) return Promise.resolve();
+    if (this.#state === 'closed') return Promise.resolve();
     return new Promise((resolve) => {
+      this.once('close', () => resolve());
       if (this.#state === 'open') this.#state = 'draining';
-      this.#session.close(() => resolve());
+      if (!this.#session.closed && !this.#session.destroyed) this.#session.close();
+      let timer: NodeJS.Timeout | undefined;
+      const arm = (): void => {
+        timer ??= setTimeout(() => this.destroy(), IDLE_CLOSE_GRACE_MS);
+        timer.unref();
+      };
+      if (this.#active === 0) arm();
+      else this.once('idle', arm);
+      this.once('close', () => {
+        if (timer !== undefined) clearTimeout(timer);
+        this.removeListener('idle', arm);
+      });
     });
   }
 
@@ -364,6 +385,9 @@ export class HboneClientSession extends EventEmitter {
     if (err) this.#closeError ??= err;
     if (this.#state !== 'closed') this.#state = 'draining';
     this.#session.destroy();
+    // node's session teardown waits for its native handle, which can wait on a write the peer
+    // never reads; destroying the socket too makes "immediate" mean immediate.
+    this.#socket.destroy();
   }
 }
 
@@ -424,6 +448,15 @@ function startH2(
     };
     session.once('close', onEarlyClose);
     session.once('error', onEarlyError);
+    // Over an outer tunnel (double HBONE) a rejecting peer shows up as the outer stream ending;
+    // node's session does not notice an ended Duplex by itself.
+    socket.once('end', onEarlyClose);
+    socket.once('close', onEarlyClose);
+    const detach = (): void => {
+      socket.removeListener('end', onEarlyClose);
+      socket.removeListener('close', onEarlyClose);
+    };
+    session.once('remoteSettings', detach);
   });
 }
 
@@ -454,7 +487,7 @@ function handshake(
       () =>
         fail(
           new HboneTimeoutError(
-            socket.connecting ? 'the TCP connect' : 'the TLS handshake',
+            socket.connecting ? TCP_CONNECT_PHASE : 'the TLS handshake',
             opts.handshakeTimeoutMs,
           ),
         ),

@@ -9,6 +9,7 @@ import type { TunnelRequest } from './connect-request.js';
 import { type ForwardOptions, forwardHandler } from './forward.js';
 import type { IncomingTunnel } from './incoming-tunnel.js';
 import type { TunnelHandler } from './server.js';
+import { formatTraceparent, newTraceparent } from './traceparent.js';
 import type { HboneTunnel } from './tunnel.js';
 
 export interface DoubleHboneRequest extends TunnelRequest {
@@ -41,7 +42,12 @@ export async function openDoubleHbone(
   inner: HboneClientOptions,
   opts: OpenOptions = {},
 ): Promise<DoubleHboneTunnel> {
-  const { forwardedNetwork, ...outerRequest } = request;
+  const { forwardedNetwork, ...rest } = request;
+  // One traceparent per downstream connection, on both CONNECTs (ztunnel OutboundConnection::id).
+  const outerRequest: TunnelRequest = {
+    ...rest,
+    traceparent: rest.traceparent === undefined ? formatTraceparent(newTraceparent()) : rest.traceparent,
+  };
   const outer = await outerSession.open(outerRequest, opts);
   let innerSession: HboneClientSession;
   try {

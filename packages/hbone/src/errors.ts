@@ -51,10 +51,12 @@ export class ConnectRefusedError extends HboneError {
   }
 }
 
-/** 401: the destination's authorisation policy denied this source. */
+/**
+ * 401: the destination's authorisation policy denied this source. The destination logs DENY;
+ * the source, which only sees a failed CONNECT, labels it CONNECT as ztunnel's client does.
+ */
 export class ConnectDeniedError extends ConnectRefusedError {
   override readonly code: HboneErrorCode = 'ERR_HBONE_DENIED';
-  override readonly responseFlag: ResponseFlag = 'DENY';
   constructor(status = 401) {
     super(status, `CONNECT denied by authorisation policy (status ${status})`);
   }
@@ -114,16 +116,22 @@ export class H2HandshakeError extends HboneError {
   readonly responseFlag: ResponseFlag = 'H2_HANDSHAKE_FAILURE';
 }
 
+/** The `phase` of a timeout on the TCP connect itself. */
+export const TCP_CONNECT_PHASE = 'the TCP connect';
+
 /** A wait ran out: dial, handshake, CONNECT response, upstream connect or a pool queue. */
 export class HboneTimeoutError extends HboneError {
   readonly code = 'ERR_HBONE_TIMEOUT' as const;
-  readonly responseFlag: ResponseFlag = 'CONNECT';
+  /** NETWORK_POLICY for a TCP connect that never completed (ztunnel `src/proxy/metrics.rs`: a
+   * silently dropped SYN is what a network policy looks like), CONNECT otherwise. */
+  readonly responseFlag: ResponseFlag;
   /** What we were waiting for, e.g. 'tcp connect', 'tls handshake', 'connect response'. */
   readonly phase: string;
   readonly timeoutMs: number;
   constructor(phase: string, timeoutMs: number) {
     super(`timed out after ${timeoutMs} ms waiting for ${phase}`);
     this.phase = phase;
+    this.responseFlag = phase === TCP_CONNECT_PHASE ? 'NETWORK_POLICY' : 'CONNECT';
     this.timeoutMs = timeoutMs;
   }
 }

@@ -1,5 +1,6 @@
 import * as net from 'node:net';
 import type { Authority } from './authority.js';
+import type { WorkloadAttributes } from './baggage.js';
 import type { IncomingTunnel } from './incoming-tunnel.js';
 import { type JoinOptions, type JoinResult, joinTunnel } from './join.js';
 import type { TunnelHandler } from './server.js';
@@ -13,19 +14,32 @@ export type UpstreamResolver = (
 export interface ForwardOptions extends JoinOptions {
   /** Upstream dial timeout. Default 10 s (ztunnel). */
   connectTimeoutMs?: number;
-  /** Maps a CONNECT to the address to dial. Default: the `:authority` itself (IPs only). */
+  /**
+   * Maps a CONNECT to the address to dial. Default: the `:authority` itself, and only when its
+   * IP is the address the HBONE connection arrived on (ztunnel `validate_destination`: a node
+   * proxy is not an open relay); any other IP gets 400, a hostname 503.
+   */
   resolve?: UpstreamResolver;
+  /** With the default resolver, dial any IP authority (an open relay: tests and labs only). */
+  allowAnyDestination?: boolean;
+  /** Destination attributes for the 200's `baggage` (ztunnel sends them by default). */
+  responseBaggage?: WorkloadAttributes | ((tunnel: IncomingTunnel) => WorkloadAttributes | undefined);
   /** Runs before dialling; return a status (e.g. 401) to reject instead. */
   authorize?: (tunnel: IncomingTunnel) => number | undefined | Promise<number | undefined>;
   /** Called once per tunnel when both directions are done. */
   onComplete?: (tunnel: IncomingTunnel, result: JoinResult & { status: number }) => void;
 }
 
-function defaultResolve(t: IncomingTunnel): { host: string; port: number } | undefined {
+const unmapped = (ip: string | undefined): string | undefined =>
+  ip?.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
+
+/** 400 when the authority names an IP other than the one the client dialled. */
+function defaultDestinationStatus(t: IncomingTunnel, allowAny: boolean): number | undefined {
   const a: Authority = t.authority;
   // A hostname authority belongs to double HBONE: only a resolver knows where it lives.
-  if (a.kind === 'hostname') return undefined;
-  return { host: a.host, port: a.port };
+  if (a.kind === 'hostname') return 503;
+  if (allowAny) return undefined;
+  return unmapped(a.host) === unmapped(t.connection.localAddress) ? undefined : 400;
 }
 
 /**
@@ -35,7 +49,8 @@ function defaultResolve(t: IncomingTunnel): { host: string; port: number } | und
  */
 export function forwardHandler(opts: ForwardOptions = {}): TunnelHandler {
   const timeoutMs = opts.connectTimeoutMs ?? UPSTREAM_CONNECT_TIMEOUT_MS;
-  const resolve = opts.resolve ?? defaultResolve;
+  const resolve: UpstreamResolver =
+    opts.resolve ?? ((t) => ({ host: t.authority.host, port: t.authority.port }));
   return async (tunnel) => {
     const complete = (status: number, r: JoinResult = { bytesToTunnel: 0, bytesFromTunnel: 0 }): void =>
       opts.onComplete?.(tunnel, { ...r, status });
@@ -43,6 +58,14 @@ export function forwardHandler(opts: ForwardOptions = {}): TunnelHandler {
     if (denied !== undefined) {
       if (tunnel.decision === 'pending') tunnel.reject(denied);
       complete(denied);
+      return;
+    }
+    const invalid = opts.resolve
+      ? undefined
+      : defaultDestinationStatus(tunnel, opts.allowAnyDestination === true);
+    if (invalid !== undefined) {
+      if (tunnel.decision === 'pending') tunnel.reject(invalid);
+      complete(invalid);
       return;
     }
     const target = await resolve(tunnel);
@@ -63,7 +86,9 @@ export function forwardHandler(opts: ForwardOptions = {}): TunnelHandler {
       upstream.destroy();
       return;
     }
-    const t = tunnel.accept();
+    const baggage =
+      typeof opts.responseBaggage === 'function' ? opts.responseBaggage(tunnel) : opts.responseBaggage;
+    const t = tunnel.accept(baggage ? { baggage } : {});
     const result = await joinTunnel(t, upstream, opts);
     complete(200, result);
   };

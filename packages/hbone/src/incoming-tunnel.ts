@@ -1,4 +1,4 @@
-import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import type { IncomingHttpHeaders, ServerHttp2Stream, ServerStreamResponseOptions } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { SpiffeId } from '@hbone/spiffe';
 import type { Authority } from './authority.js';
@@ -15,6 +15,17 @@ import { parseForwardedNetwork } from './forwarded-network.js';
 import { H2_CODES } from './settings.js';
 import { parseTraceparent, type Traceparent } from './traceparent.js';
 import { HboneTunnel, resetStream } from './tunnel.js';
+
+/**
+ * node:http2 adds a `date` header to every response unless `sendDate: false` (an option
+ * @types/node does not declare). ztunnel's answers carry `:status` (and baggage) only.
+ */
+const NO_DATE = { sendDate: false } as ServerStreamResponseOptions;
+
+/** Answers with `:status` alone and END_STREAM: ztunnel's form for every refusal. */
+export function respondStatusOnly(stream: ServerHttp2Stream, status: number): void {
+  stream.respond({ ':status': status }, { ...NO_DATE, endStream: true });
+}
 
 /** Addresses of the HBONE connection a tunnel arrived on. */
 export interface ConnectionAddresses {
@@ -114,7 +125,7 @@ export class IncomingTunnel {
     if (opts.baggage !== undefined) {
       responseHeaders.baggage = typeof opts.baggage === 'string' ? opts.baggage : formatBaggage(opts.baggage);
     }
-    this.stream.respond(responseHeaders, { endStream: false, sendDate: false });
+    this.stream.respond(responseHeaders, { ...NO_DATE, endStream: false });
     return new HboneTunnel(this.stream, {
       authority: this.authorityString,
       requestHeaders: this.headers,
@@ -129,7 +140,7 @@ export class IncomingTunnel {
       throw new RangeError(`reject status must be 300..599, got ${status}`);
     }
     this.#decide('rejected');
-    this.stream.respond({ ':status': status }, { endStream: true, sendDate: false });
+    respondStatusOnly(this.stream, status);
   }
 
   /** Resets the stream (RST_STREAM) without an answer. */

@@ -4,9 +4,11 @@ import type { HboneTunnel } from './tunnel.js';
 
 export interface JoinOptions {
   /**
-   * What a TCP error (e.g. an RST from the upstream) does to the tunnel. ztunnel turns it into
-   * a FIN (END_STREAM) and that is the default; `true` resets the stream with CONNECT_ERROR
-   * instead, so the peer sees the failure (what istio/ztunnel#1483 asks for).
+   * How failures cross the join. ztunnel's default (`src/copy.rs`) is a FIN both ways: a TCP
+   * error (e.g. an RST from the upstream) ends the tunnel with END_STREAM, and a tunnel error
+   * (a reset from the peer, a dead HBONE connection) shuts the socket down with a FIN. `true`
+   * carries resets instead: RST_STREAM(CONNECT_ERROR) towards the peer, TCP RST towards the
+   * socket, so each side sees a failure rather than a clean end (istio/ztunnel#1483).
    */
   propagateResets?: boolean;
 }
@@ -23,8 +25,8 @@ export interface JoinResult {
 /**
  * Joins a tunnel with a TCP socket both ways, with TCP's half-close carried across:
  * socket FIN -> END_STREAM, END_STREAM -> socket FIN; the other direction keeps flowing.
- * A tunnel error (a reset from the peer) resets the socket; a socket error ends or resets the
- * tunnel (see `propagateResets`). Resolves when both sides are closed, with the byte counts.
+ * A failure on one side ends the other with a FIN, as ztunnel does, or with a reset when
+ * `propagateResets` is set. Resolves when both sides are closed, with the byte counts.
  */
 export function joinTunnel(tunnel: HboneTunnel, socket: Socket, opts: JoinOptions = {}): Promise<JoinResult> {
   // A FIN from the socket must not end its own write side: the tunnel may still send.
@@ -47,9 +49,9 @@ export function joinTunnel(tunnel: HboneTunnel, socket: Socket, opts: JoinOption
     socket.once('close', closed);
     tunnel.on('error', (err) => {
       error ??= err;
-      // The peer reset the stream: the local application must see a failure, not a clean FIN.
-      if (typeof socket.resetAndDestroy === 'function') socket.resetAndDestroy();
-      else socket.destroy();
+      if (opts.propagateResets) socket.resetAndDestroy();
+      // ztunnel: flush what we have, FIN, then let go of the socket.
+      else socket.destroySoon();
     });
     socket.on('error', (err) => {
       error ??= err;

@@ -15,11 +15,13 @@ import {
   type X509SvidSource,
 } from '@hbone/spiffe';
 import { type Authority, parseAuthority } from './authority.js';
-import { H2HandshakeError, InvalidOptionError, TlsHandshakeError } from './errors.js';
-import { connectionAddresses, IncomingTunnel } from './incoming-tunnel.js';
+import { H2HandshakeError, InvalidOptionError, SessionClosedError, TlsHandshakeError } from './errors.js';
+import { connectionAddresses, IncomingTunnel, respondStatusOnly } from './incoming-tunnel.js';
 import { startLiveness } from './liveness.js';
 import {
   DRAIN_DEADLINE_MS,
+  EARLY_RESET_BURST,
+  EARLY_RESETS_PER_SECOND,
   H2_CODES,
   HANDSHAKE_TIMEOUT_MS,
   HBONE_PORT,
@@ -57,6 +59,13 @@ export interface HboneServerOptions {
   pingTimeoutMs?: number;
   /** Graceful drain deadline for `close()`. Default 5 s (ztunnel). */
   drainDeadlineMs?: number;
+  /**
+   * Rapid-reset guard (CVE-2023-44487): how many streams a connection may see end before their
+   * CONNECT was answered, as a burst refilled at `earlyResetsPerSecond`. Past it the connection
+   * gets GOAWAY(ENHANCE_YOUR_CALM) and is closed. Defaults 200 and 50/s; a burst of 0 disables.
+   */
+  earlyResetBurst?: number;
+  earlyResetsPerSecond?: number;
 }
 
 export interface ServerConnectionInfo {
@@ -77,10 +86,13 @@ function nonNegative(name: string, v: number | undefined, dflt: number): number 
  * sees anything:
  * - a method other than CONNECT, or a malformed `:authority` -> 400;
  * - CONNECT with `:scheme`/`:path`/`:protocol`, or without `:authority` -> RST_STREAM
- *   PROTOCOL_ERROR (node's nghttp2 does this before we see the stream, as ztunnel's h2 does).
+ *   PROTOCOL_ERROR: node's nghttp2 rejects these malformed requests (RFC 9113 section 8.5)
+ *   before we see the stream. ztunnel's h2 crate lets a CONNECT without `:authority` through
+ *   and ztunnel answers 400; the reset is the stricter, RFC-correct answer.
  *
  * Events: 'connection' (ServerConnectionInfo), 'tunnel' (IncomingTunnel, before the handler),
- * 'clientError' (a typed error for a client rejected during TLS/identity/h2 set-up),
+ * 'clientError' (a typed error for a client rejected during TLS/identity/h2 set-up, or a
+ * connection closed for resetting too many streams before their answer: SessionClosedError),
  * 'handlerError' (the handler threw).
  */
 export class HboneServer extends EventEmitter {
@@ -90,7 +102,13 @@ export class HboneServer extends EventEmitter {
   readonly #sessions = new Set<http2.ServerHttp2Session>();
   readonly #peers = new WeakMap<
     http2.Http2Session,
-    { peer: SpiffeId; socket: tls.TLSSocket; connection: { readonly destroyed: boolean } }
+    {
+      peer: SpiffeId;
+      socket: tls.TLSSocket;
+      connection: { readonly destroyed: boolean };
+      /** Counts a stream that ended before its answer (rapid-reset guard). */
+      earlyReset: () => void;
+    }
   >();
   readonly #unsubscribe: () => void;
   #closing: Promise<void> | undefined;
@@ -128,6 +146,12 @@ export class HboneServer extends EventEmitter {
       pingIntervalMs: nonNegative('pingIntervalMs', options.pingIntervalMs, PING_INTERVAL_MS),
       pingTimeoutMs: nonNegative('pingTimeoutMs', options.pingTimeoutMs, PING_TIMEOUT_MS),
       drainDeadlineMs: nonNegative('drainDeadlineMs', options.drainDeadlineMs, DRAIN_DEADLINE_MS),
+      earlyResetBurst: nonNegative('earlyResetBurst', options.earlyResetBurst, EARLY_RESET_BURST),
+      earlyResetsPerSecond: nonNegative(
+        'earlyResetsPerSecond',
+        options.earlyResetsPerSecond,
+        EARLY_RESETS_PER_SECOND,
+      ),
     };
 
     const sources = { svidSource: options.svidSource, bundleSource: options.bundleSource, authorizer };
@@ -258,6 +282,7 @@ export class HboneServer extends EventEmitter {
           return session.destroyed || socket.destroyed;
         },
       },
+      earlyReset: this.#earlyResetGuard(session, peer),
     });
     this.#sessions.add(session);
     session.on('error', () => {}); // surfaced through 'close'
@@ -286,10 +311,22 @@ export class HboneServer extends EventEmitter {
       session.once('remoteSettings', () => clearTimeout(preface));
       session.once('close', () => clearTimeout(preface));
     }
-    const stopLiveness = startLiveness(session, () => session.destroy(), {
-      intervalMs: this.#opts.pingIntervalMs,
-      timeoutMs: this.#opts.pingTimeoutMs,
-    });
+    const stopLiveness = startLiveness(
+      session,
+      () => {
+        // ztunnel's abrupt_shutdown: GOAWAY(NO_ERROR), then drop the connection.
+        try {
+          session.goaway(H2_CODES.NO_ERROR);
+        } catch {
+          // already gone
+        }
+        session.destroy();
+      },
+      {
+        intervalMs: this.#opts.pingIntervalMs,
+        timeoutMs: this.#opts.pingTimeoutMs,
+      },
+    );
     let idleTimer: NodeJS.Timeout | undefined;
     const armIdle = (): void => {
       if (this.#opts.idleTimeoutMs === 0 || idleTimer !== undefined) return;
@@ -330,14 +367,14 @@ export class HboneServer extends EventEmitter {
       return;
     }
     if (headers[':method'] !== 'CONNECT') {
-      stream.respond({ ':status': 400 }, { endStream: true, sendDate: false });
+      respondStatusOnly(stream, 400);
       return;
     }
     let authority: Authority;
     try {
       authority = parseAuthority(String(headers[':authority']));
     } catch {
-      stream.respond({ ':status': 400 }, { endStream: true, sendDate: false });
+      respondStatusOnly(stream, 400);
       return;
     }
     const tunnel = new IncomingTunnel(
@@ -350,6 +387,10 @@ export class HboneServer extends EventEmitter {
       conn.connection,
     );
     this.emit('tunnel', tunnel);
+    // A stream that ends before we answered was reset, by the peer or by nghttp2 on its behalf.
+    stream.once('close', () => {
+      if (tunnel.decision === 'pending') conn.earlyReset();
+    });
     if (this.#opts.handlerTimeoutMs > 0) {
       const timer = setTimeout(() => {
         if (tunnel.decision === 'pending' && !stream.closed) tunnel.reject(503);
@@ -367,6 +408,34 @@ export class HboneServer extends EventEmitter {
     if (result && typeof (result as Promise<void>).then === 'function') {
       (result as Promise<void>).then(undefined, (err: unknown) => this.#handlerFailed(tunnel, err));
     }
+  }
+
+  /**
+   * The rapid-reset guard of one connection (CVE-2023-44487): a token bucket of streams that ended
+   * before their answer. A handler has usually started work for each (the forwarder dials the
+   * upstream), and the peer's concurrency limit no longer bounds them once they are reset.
+   */
+  #earlyResetGuard(session: http2.ServerHttp2Session, peer: SpiffeId): () => void {
+    const burst = this.#opts.earlyResetBurst;
+    const perMs = this.#opts.earlyResetsPerSecond / 1000;
+    let tokens = burst;
+    let last = Date.now();
+    let resets = 0;
+    return () => {
+      if (burst === 0 || session.destroyed || session.closed) return;
+      const now = Date.now();
+      tokens = Math.min(burst, tokens + (now - last) * perMs);
+      last = now;
+      resets++;
+      if (--tokens >= 0) return;
+      const err = new SessionClosedError(
+        `closing the connection from ${peer}: ${resets} streams reset before their answer ` +
+          '(rapid reset, CVE-2023-44487): GOAWAY ENHANCE_YOUR_CALM',
+      );
+      this.emit('clientError', err);
+      // With an error, node sends the code given; without one it would send NO_ERROR.
+      session.destroy(err, H2_CODES.ENHANCE_YOUR_CALM);
+    };
   }
 
   #handlerFailed(tunnel: IncomingTunnel, err: unknown): void {

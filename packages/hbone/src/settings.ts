@@ -4,7 +4,7 @@
  * anything that differs is an option, never a silent change.
  */
 
-/** The HBONE port. ztunnel: `src/config.rs` (DEFAULT_INBOUND_HBONE 15008). */
+/** The HBONE port. ztunnel: `src/config.rs` (`inbound_addr`, port 15008). */
 export const HBONE_PORT = 15008;
 
 /** ALPN protocol id of the outer TLS. ztunnel: `src/tls/lib.rs`. */
@@ -34,7 +34,7 @@ export const SERVER_MAX_HEADER_LIST_BYTES = 64 * 1024;
 /** Server's SETTINGS_MAX_CONCURRENT_STREAMS. ztunnel: `src/proxy/h2/server.rs`. */
 export const SERVER_MAX_CONCURRENT_STREAMS = 200;
 
-/** Streams a client puts on one pooled connection. ztunnel: `src/proxy/pool.rs` (max_streams_per_conn). */
+/** Streams a client puts on one pooled connection. ztunnel: `src/config.rs` (DEFAULT_POOL_MAX_STREAMS_PER_CONNECTION). */
 export const CLIENT_MAX_STREAMS_PER_CONNECTION = 100;
 
 /** First keepalive PING after this idle time, then every interval. ztunnel: `src/proxy/h2.rs`. */
@@ -43,13 +43,16 @@ export const PING_INTERVAL_MS = 10_000;
 /** No PING ACK within this time tears the connection down. ztunnel: `src/proxy/h2.rs`. */
 export const PING_TIMEOUT_MS = 20_000;
 
-/** Time allowed to dial the upstream after a CONNECT. ztunnel: `src/proxy/inbound.rs` (connect timeout). */
+/** Time allowed to dial the upstream after a CONNECT. ztunnel: `src/proxy.rs` (CONNECTION_TIMEOUT). */
 export const UPSTREAM_CONNECT_TIMEOUT_MS = 10_000;
 
-/** Time allowed for TCP + TLS + h2 preface/SETTINGS of a new connection. ztunnel: `src/config.rs`. */
+/**
+ * Time allowed for TCP + TLS + the peer's SETTINGS of a new connection. Ours: ztunnel has no TLS
+ * handshake timeout; we bound every wait (and a server must, against slowloris clients).
+ */
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
 
-/** After GOAWAY, time live streams get before the connection is closed. ztunnel: `src/proxy/h2/server.rs` (drain). */
+/** After GOAWAY, time live streams get before the connection is closed. ztunnel: `src/config.rs` (DEFAULT_CONNECTION_TERMINATION_DEADLINE). */
 export const DRAIN_DEADLINE_MS = 5_000;
 
 /** Wait for the CONNECT response (`:status`) after sending the request. Ours: ztunnel bounds it by its connect timeout. */
@@ -63,6 +66,20 @@ export const SERVER_IDLE_TIMEOUT_MS = 5 * 60_000;
  * stream windows and 16 MiB connection windows the 10 MB default is too small for bulk traffic.
  */
 export const MAX_SESSION_MEMORY_MB = 64;
+
+/**
+ * Rapid-reset guard (CVE-2023-44487), per connection: streams that end before their CONNECT was
+ * answered (reset by the peer, or by nghttp2 for a frame that made it reset them), as a token
+ * bucket of this burst, refilled at `EARLY_RESETS_PER_SECOND`. An honest client gives up on a
+ * stream before its answer only when the upstream is slow: at most its open streams (200) per
+ * connect timeout. Past the bucket: GOAWAY(ENHANCE_YOUR_CALM) and the connection is closed. Ours:
+ * nghttp2's own guard (1,000 then 33/s, only for the peer's RST_STREAM) sends GOAWAY but leaves
+ * the TCP connection open; ztunnel relies on the h2 crate's (20 streams reset before accepted).
+ */
+export const EARLY_RESET_BURST = 200;
+
+/** Refill rate of the rapid-reset bucket. Ours (see `EARLY_RESET_BURST`). */
+export const EARLY_RESETS_PER_SECOND = 50;
 
 /** HTTP/2 error codes we name (RFC 9113 section 7). */
 export const H2_CODES = Object.freeze({

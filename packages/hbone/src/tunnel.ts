@@ -127,7 +127,11 @@ export class HboneTunnel extends Duplex implements TunnelInfo {
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     this.#flushPending(err ?? new TunnelClosedError('tunnel destroyed'));
-    resetStream(this.#stream, err ? H2_CODES.CONNECT_ERROR : H2_CODES.CANCEL);
+    // A tunnel that finished both ways (peer's END_STREAM read, ours sent) is auto-destroyed
+    // while node may not yet have marked the stream closed: sending a reset then would put a
+    // frame on a closed stream (RFC 9113 section 5.1). ztunnel sends nothing after END_STREAM.
+    const finishedCleanly = !err && this.#readEnded && this.writableFinished;
+    if (!finishedCleanly) resetStream(this.#stream, err ? H2_CODES.CONNECT_ERROR : H2_CODES.CANCEL);
     cb(err);
   }
 

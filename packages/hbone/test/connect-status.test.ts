@@ -17,7 +17,7 @@ afterEach(() => h.cleanup());
 describe('CONNECT answers other than 200', () => {
   it.each([
     [400, BadRequestError, 'ERR_HBONE_BAD_REQUEST', 'CONNECT'],
-    [401, ConnectDeniedError, 'ERR_HBONE_DENIED', 'DENY'],
+    [401, ConnectDeniedError, 'ERR_HBONE_DENIED', 'CONNECT'],
     [503, UpstreamUnavailableError, 'ERR_HBONE_UPSTREAM_UNAVAILABLE', 'CONNECT'],
     [421, ConnectRefusedError, 'ERR_HBONE_REFUSED', 'CONNECT'],
   ])('status %i rejects with %s', async (status, cls, code, flag) => {

@@ -5,7 +5,6 @@
 export type PoolErrorCode =
   | 'ERR_POOL_CLOSED'
   | 'ERR_POOL_QUEUE_FULL'
-  | 'ERR_POOL_TIMEOUT'
   | 'ERR_POOL_NO_STREAM_CAPACITY'
   | 'ERR_POOL_INVALID_CONFIG'
   | 'ERR_POOL_ABORTED';
@@ -28,16 +27,6 @@ export class PoolClosedError extends PoolError {
 /** Every connection of the key is full, the per-key cap is reached and the wait queue is full. */
 export class PoolQueueFullError extends PoolError {
   readonly code = 'ERR_POOL_QUEUE_FULL' as const;
-}
-
-/** The whole open (queue + dial + CONNECT) took longer than `openTimeoutMs`. */
-export class PoolTimeoutError extends PoolError {
-  readonly code = 'ERR_POOL_TIMEOUT' as const;
-  readonly timeoutMs: number;
-  constructor(timeoutMs: number, phase: string) {
-    super(`pool open timed out after ${timeoutMs} ms (${phase})`);
-    this.timeoutMs = timeoutMs;
-  }
 }
 
 /** The peer advertises SETTINGS_MAX_CONCURRENT_STREAMS = 0: it takes no tunnels at all. */
