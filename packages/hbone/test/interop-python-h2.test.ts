@@ -460,16 +460,6 @@ function firstSettings(tap: TapReport): Frame | undefined {
   return tap.frames.find((f) => f.type === 'SETTINGS' && !f.ack);
 }
 
-/**
- * The server's direction ended the way HBONE reads as end-of-file: END_STREAM, or RST_STREAM with
- * NO_ERROR or CANCEL (ztunnel src/proxy/h2.rs `poll_bytes_inner`). ztunnel itself always sends
- * END_STREAM; our server sometimes resets instead (see "KNOWN DEVIATION" below), which a ztunnel
- * peer still reads as a clean end.
- */
-function endedAsEof(s: ClientStream): boolean {
-  return s.ended_remote || s.reset_code === H2_CODES.NO_ERROR || s.reset_code === H2_CODES.CANCEL;
-}
-
 function framesBefore(tap: TapReport, frame: Frame): Frame[] {
   return tap.frames.filter((f) => f.index < frame.index);
 }
@@ -520,7 +510,8 @@ describe('their client (Python h2) -> our server', () => {
       ended_local: true,
       echo_ok: true,
     });
-    expect(endedAsEof(s!)).toBe(true);
+    expect(s!.eof).toBe('end_stream'); // END_STREAM, as ztunnel ends; never a reset
+    expect(r.tap!.frames.filter((f) => f.type === 'RST_STREAM')).toEqual([]);
     expect(s!.received_sha256).toBe(s!.sent_sha256);
     expect(s!.response_headers).toEqual([[':status', '200']]);
     expect(tunnels.map((t) => t.authorityString)).toEqual([`127.0.0.1:${echo.port}`]);
@@ -546,8 +537,9 @@ describe('their client (Python h2) -> our server', () => {
     for (const s of r.streams!) {
       expect(s).toMatchObject({ status: 200, bytes_sent: MiB, bytes_received: MiB, echo_ok: true });
       expect(s.received_sha256).toBe(s.sent_sha256);
-      expect(endedAsEof(s)).toBe(true);
+      expect(s.eof).toBe('end_stream');
     }
+    expect(r.tap!.frames.filter((f) => f.type === 'RST_STREAM')).toEqual([]);
     expect(new Set(r.streams!.map((s) => s.sent_sha256)).size).toBe(10);
     expect(connections).toBe(1);
   });
@@ -705,18 +697,12 @@ describe('their client (Python h2) -> our server', () => {
     for (const s of r.streams!) expect(s.response_headers).toEqual([[':status', String(s.status)]]);
   });
 
-  // KNOWN DEVIATION (tunnel.ts, node:http2): a tunnel that finished both ways is destroyed by the
-  // Duplex's autoDestroy, and `HboneTunnel._destroy` resets its stream whenever node has not yet
-  // marked the stream closed, i.e. while our END_STREAM is still queued. So after a clean end we
-  // put RST_STREAM on the wire for a stream that is already closed (RFC 9113 section 5.1 allows
-  // only PRIORITY there): NO_ERROR in this exchange, every run; and under load a
-  // RST_STREAM(CANCEL) sometimes overtakes the END_STREAM, so the peer sees a reset rather than
-  // an end (seen with 10 streams through forwardHandler). A ztunnel peer reads both as EOF
-  // (src/proxy/h2.rs `poll_bytes_inner`), so no byte is lost, but ztunnel itself ends with
-  // END_STREAM alone (`poll_shutdown_inner`: empty DATA with END_STREAM) and sends nothing after.
-  // `endsLikeZtunnel` is the target; while the deviation lasts it throws. Once tunnel.ts is fixed
-  // this test fails: then call `endsLikeZtunnel()` directly and drop the rest.
-  it('KNOWN DEVIATION: sends RST_STREAM after the END_STREAM of a tunnel finished both ways (ztunnel: nothing)', async () => {
+  // ztunnel ends a stream with END_STREAM alone (src/proxy/h2.rs `poll_shutdown_inner`: empty DATA
+  // with END_STREAM) and sends nothing after it. A tunnel that finished both ways used to be reset
+  // by its autoDestroy while our END_STREAM was still queued (tunnel.ts `_destroy`): a
+  // RST_STREAM(NO_ERROR) on the closed stream after our END_STREAM, every time our FIN followed
+  // theirs at once, or under load a RST_STREAM(CANCEL) overtaking the END_STREAM.
+  it('ends a tunnel finished both ways with END_STREAM only: no RST_STREAM after or instead of it', async () => {
     const { port } = await ourServer((t) => {
       const tunnel = t.accept();
       tunnel.resume();
@@ -724,15 +710,10 @@ describe('their client (Python h2) -> our server', () => {
     });
     const r = await theirClient({ port, streams: 5, bytes: 1000 });
     expect(r.exit_code).toBe(0);
-    expect(r.streams!.every((s) => s.status === 200 && s.bytes_sent === 1000 && endedAsEof(s))).toBe(true);
-    const rsts = r.tap!.frames.filter((f) => f.type === 'RST_STREAM');
-    const endsLikeZtunnel = (): void => {
-      expect(r.streams!.map((s) => s.eof)).toEqual(Array(5).fill('end_stream'));
-      expect(rsts).toEqual([]);
-    };
-    expect(endsLikeZtunnel).toThrow();
-    // What goes wrong, exactly: a NO_ERROR or CANCEL reset on a stream that had finished.
-    for (const f of rsts) expect([H2_CODES.NO_ERROR, H2_CODES.CANCEL]).toContain(f.code);
+    expect(r.streams!.map((s) => [s.status, s.bytes_sent, s.eof])).toEqual(
+      Array(5).fill([200, 1000, 'end_stream']),
+    );
+    expect(r.tap!.frames.filter((f) => f.type === 'RST_STREAM')).toEqual([]);
   });
 
   it('refuses a client from another trust domain even when that domain’s bundle is trusted (federation)', async () => {
