@@ -1,0 +1,238 @@
+/**
+ * HTTP/2 "rapid reset" (CVE-2023-44487): open a stream and reset it at once, thousands of times.
+ * The stream leaves the peer's concurrency count the moment it is reset, but the server has
+ * already started work for it: with the forwarding handler, an upstream TCP dial per CONNECT.
+ * The server must bound that work per connection and close the connection of a peer that keeps
+ * resetting streams it never let us answer, while tunnels that are answered and then cancelled,
+ * at any rate, stay legitimate.
+ */
+import type { AddressInfo } from 'node:net';
+import * as net from 'node:net';
+import {
+  ErrorCode,
+  encodeHeaderBlock,
+  FrameFlag,
+  FrameType,
+  headersFrame,
+  memoryWatch,
+  peerCredentials,
+  RawH2Client,
+  reportAttack,
+  rstStreamFrame,
+  type TestCa,
+  windowUpdateFrame,
+} from '@hbone/testkit';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  forwardHandler,
+  type HboneServerOptions,
+  SessionClosedError,
+  type TunnelHandler,
+} from '../src/index.js';
+import { caFor, readAll } from './fixtures.js';
+import { Harness } from './harness.js';
+
+const h = new Harness();
+let ca: TestCa;
+beforeAll(async () => {
+  await h.init();
+  ca = await caFor('cluster.local');
+});
+afterEach(() => h.cleanup());
+
+async function attacker(port: number): Promise<RawH2Client> {
+  const c = await RawH2Client.connect({ port, tls: peerCredentials(h.client.minted, ca) });
+  h.defer(() => c.destroy());
+  await c.waitFor(
+    (f) => f.type === FrameType.SETTINGS && (f.flags & FrameFlag.ACK) !== 0,
+    5_000,
+    'SETTINGS ACK',
+  );
+  return c;
+}
+
+/** A TCP echo upstream that counts the connections it accepted. */
+async function countingUpstream(): Promise<{ port: number; accepted: () => number }> {
+  let accepted = 0;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    accepted++;
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => {});
+    s.pipe(s);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  h.defer(
+    () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  );
+  return { port: (server.address() as AddressInfo).port, accepted: () => accepted };
+}
+
+/** The ready-made forwarding handler to the counting upstream, counting its calls. */
+async function forwardingServer(extra: Partial<HboneServerOptions> = {}) {
+  const upstream = await countingUpstream();
+  let calls = 0;
+  const forward = forwardHandler({ resolve: () => ({ host: '127.0.0.1', port: upstream.port }) });
+  const handler: TunnelHandler = (t) => {
+    calls++;
+    return forward(t);
+  };
+  const { srv, port } = await h.server_(handler, extra);
+  const clientErrors: Error[] = [];
+  srv.on('clientError', (err: Error) => clientErrors.push(err));
+  return { srv, port, upstream, calls: () => calls, clientErrors };
+}
+
+async function expectStillServes(port: number): Promise<void> {
+  const session = await h.connect(port);
+  const tunnel = await session.open({ authority: '10.0.0.1:80' });
+  const back = readAll(tunnel);
+  tunnel.end('still serving');
+  expect((await back).toString()).toBe('still serving');
+}
+
+const CONNECT = encodeHeaderBlock([
+  [':method', 'CONNECT'],
+  [':authority', '10.0.0.1:80'],
+]);
+
+describe('rapid reset', () => {
+  it('10,000 HEADERS + RST_STREAM(CANCEL): GOAWAY(ENHANCE_YOUR_CALM), the connection closed, bounded dials', async () => {
+    const { srv, port, upstream, calls, clientErrors } = await forwardingServer();
+    const c = await attacker(port);
+    const mem = memoryWatch();
+    const started = Date.now();
+    let pairs = 0;
+    while (pairs < 10_000 && !c.isClosed) {
+      const frames: Buffer[] = [];
+      for (let i = 0; i < 100; i++) {
+        const id = c.nextStreamId();
+        frames.push(headersFrame(id, CONNECT), rstStreamFrame(id, ErrorCode.CANCEL));
+      }
+      c.send(...frames);
+      pairs += 100;
+      await new Promise((r) => setImmediate(r));
+    }
+    const closed = await c.waitForClose(5_000);
+    const elapsedMs = Date.now() - started;
+    await new Promise((r) => setTimeout(r, 200)); // dials in flight land
+    const growth = mem();
+    reportAttack('rapid reset (forwarding handler)', {
+      pairsSent: pairs,
+      handlerCalls: calls(),
+      upstreamDials: upstream.accepted(),
+      goaway: closed?.goaway,
+      closedAfterMs: closed?.afterMs,
+      elapsedMs,
+      ...growth,
+    });
+    expect(closed?.byPeer).toBe(true);
+    expect(closed?.goaway?.errorCode).toBe(ErrorCode.ENHANCE_YOUR_CALM);
+    expect(calls()).toBeLessThanOrEqual(400);
+    expect(upstream.accepted()).toBeLessThanOrEqual(400);
+    expect(elapsedMs).toBeLessThan(5_000);
+    expect(growth.heapUsedMiB).toBeLessThan(64);
+    await expect.poll(() => srv.connections, { timeout: 2_000 }).toBe(0);
+    expect(clientErrors.some((e) => e instanceof SessionClosedError && /reset/.test(e.message))).toBe(true);
+    await expectStillServes(port);
+  });
+
+  it('RST_STREAM(NO_ERROR) counts too: a reset before the answer is a reset whatever its code', async () => {
+    const { srv, port, calls } = await forwardingServer();
+    const c = await attacker(port);
+    let pairs = 0;
+    while (pairs < 5_000 && !c.isClosed) {
+      const frames: Buffer[] = [];
+      for (let i = 0; i < 100; i++) {
+        const id = c.nextStreamId();
+        frames.push(headersFrame(id, CONNECT), rstStreamFrame(id, ErrorCode.NO_ERROR));
+      }
+      c.send(...frames);
+      pairs += 100;
+      await new Promise((r) => setImmediate(r));
+    }
+    const closed = await c.waitForClose(5_000);
+    expect(closed?.goaway?.errorCode).toBe(ErrorCode.ENHANCE_YOUR_CALM);
+    expect(calls()).toBeLessThanOrEqual(400);
+    await expect.poll(() => srv.connections, { timeout: 2_000 }).toBe(0);
+    await expectStillServes(port);
+  });
+
+  it('"made you reset": HEADERS + a stream WINDOW_UPDATE overflow, so the server resets; closed at once', async () => {
+    const { srv, port, calls } = await forwardingServer();
+    const c = await attacker(port);
+    let pairs = 0;
+    while (pairs < 5_000 && !c.isClosed) {
+      const frames: Buffer[] = [];
+      for (let i = 0; i < 100; i++) {
+        const id = c.nextStreamId();
+        frames.push(headersFrame(id, CONNECT), windowUpdateFrame(id, 0x7fffffff));
+      }
+      c.send(...frames);
+      pairs += 100;
+      await new Promise((r) => setImmediate(r));
+    }
+    const closed = await c.waitForClose(5_000);
+    reportAttack('made-you-reset (WINDOW_UPDATE overflow per stream)', {
+      pairsSent: pairs,
+      handlerCalls: calls(),
+      closedAfterMs: closed?.afterMs,
+      goaway: closed?.goaway,
+    });
+    expect(closed?.byPeer).toBe(true);
+    expect(calls()).toBeLessThanOrEqual(400);
+    await expect.poll(() => srv.connections, { timeout: 2_000 }).toBe(0);
+    await expectStillServes(port);
+  });
+});
+
+describe('what is not rapid reset', () => {
+  it('500 tunnels answered with 200 and then cancelled, 50 at a time, on one connection', async () => {
+    const { srv, port, clientErrors } = await forwardingServer();
+    const session = await h.connect(port);
+    for (let round = 0; round < 10; round++) {
+      const tunnels = await Promise.all(
+        Array.from({ length: 50 }, () => session.open({ authority: '10.0.0.1:80' })),
+      );
+      for (const t of tunnels) {
+        t.on('error', () => {});
+        t.destroy(); // RST_STREAM(CANCEL) after the 200
+      }
+    }
+    const tunnel = await session.open({ authority: '10.0.0.1:80' });
+    const back = readAll(tunnel);
+    tunnel.end('after 500 cancels');
+    expect((await back).toString()).toBe('after 500 cancels');
+    expect(srv.connections).toBe(1);
+    expect(clientErrors).toEqual([]);
+  });
+
+  it('150 CONNECTs given up before their answer (a client timing out on a slow upstream) keep the connection', async () => {
+    let calls = 0;
+    const { srv, port } = await h.server_((t) => {
+      calls++;
+      if (t.authority.host === '10.0.0.9') return; // never answered: the client will give up
+      const tunnel = t.accept();
+      tunnel.on('error', () => {});
+      tunnel.pipe(tunnel);
+    });
+    const c = await attacker(port);
+    const slow = encodeHeaderBlock([
+      [':method', 'CONNECT'],
+      [':authority', '10.0.0.9:80'],
+    ]);
+    const ids = Array.from({ length: 150 }, () => c.nextStreamId());
+    c.send(...ids.map((id) => headersFrame(id, slow)));
+    await expect.poll(() => calls).toBe(150);
+    c.send(...ids.map((id) => rstStreamFrame(id, ErrorCode.CANCEL)));
+    const good = c.connectRequest('10.0.0.1:80');
+    expect(await c.outcome(good)).toMatchObject({ kind: 'response', status: 200 });
+    expect(c.isClosed).toBe(false);
+    expect(srv.connections).toBe(1);
+  });
+});
