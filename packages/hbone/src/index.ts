@@ -22,3 +22,4 @@ export * from './settings.js';
 export * from './sni.js';
 export * from './traceparent.js';
 export * from './tunnel.js';
+export * from './write-buffered-socket.js';

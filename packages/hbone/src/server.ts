@@ -27,12 +27,14 @@ import {
   HBONE_PORT,
   INITIAL_CONNECTION_WINDOW_BYTES,
   MAX_SESSION_MEMORY_MB,
+  MAX_WRITE_BUFFER_BYTES,
   PING_INTERVAL_MS,
   PING_TIMEOUT_MS,
   SERVER_IDLE_TIMEOUT_MS,
   SERVER_SETTINGS,
   UPSTREAM_CONNECT_TIMEOUT_MS,
 } from './settings.js';
+import { WriteBufferedSocket } from './write-buffered-socket.js';
 
 /** Decides what to do with one CONNECT: call `accept()` or `reject(status)` on it. */
 export type TunnelHandler = (tunnel: IncomingTunnel) => void | Promise<void>;
@@ -59,6 +61,12 @@ export interface HboneServerOptions {
   pingTimeoutMs?: number;
   /** Graceful drain deadline for `close()`. Default 5 s (ztunnel). */
   drainDeadlineMs?: number;
+  /**
+   * Hand HTTP/2 a write-buffered view of each socket so it never stops reading while a write
+   * is pending (see write-buffered-socket.ts: two node peers can otherwise wedge under bulk
+   * traffic both ways). Default true; false gives node's native socket path.
+   */
+  bufferWrites?: boolean;
   /**
    * Rapid-reset guard (CVE-2023-44487): how many streams a connection may see end before their
    * CONNECT was answered, as a burst refilled at `earlyResetsPerSecond`. Past it the connection
@@ -106,8 +114,6 @@ export class HboneServer extends EventEmitter {
       peer: SpiffeId;
       socket: tls.TLSSocket;
       connection: { readonly destroyed: boolean };
-      /** Counts a stream that ended before its answer (rapid-reset guard). */
-      earlyReset: () => void;
     }
   >();
   readonly #unsubscribe: () => void;
@@ -146,6 +152,7 @@ export class HboneServer extends EventEmitter {
       pingIntervalMs: nonNegative('pingIntervalMs', options.pingIntervalMs, PING_INTERVAL_MS),
       pingTimeoutMs: nonNegative('pingTimeoutMs', options.pingTimeoutMs, PING_TIMEOUT_MS),
       drainDeadlineMs: nonNegative('drainDeadlineMs', options.drainDeadlineMs, DRAIN_DEADLINE_MS),
+      bufferWrites: options.bufferWrites ?? true,
       earlyResetBurst: nonNegative('earlyResetBurst', options.earlyResetBurst, EARLY_RESET_BURST),
       earlyResetsPerSecond: nonNegative(
         'earlyResetsPerSecond',
@@ -261,7 +268,11 @@ export class HboneServer extends EventEmitter {
     // that throws once the session lets go of the socket).
     this.#handoff = { peer, socket };
     try {
-      this.#h2.emit('connection', socket);
+      const bufferWrites = this.#opts.bufferWrites;
+      this.#h2.emit(
+        'connection',
+        bufferWrites ? new WriteBufferedSocket(socket, MAX_WRITE_BUFFER_BYTES) : socket,
+      );
     } finally {
       this.#handoff = undefined;
     }
@@ -282,7 +293,6 @@ export class HboneServer extends EventEmitter {
           return session.destroyed || socket.destroyed;
         },
       },
-      earlyReset: this.#earlyResetGuard(session, peer),
     });
     this.#sessions.add(session);
     session.on('error', () => {}); // surfaced through 'close'
@@ -337,11 +347,15 @@ export class HboneServer extends EventEmitter {
       if (idleTimer !== undefined) clearTimeout(idleTimer);
       idleTimer = undefined;
     };
+    const earlyReset = this.#earlyResetGuard(session, peer);
     let active = 0;
-    session.on('stream', (stream) => {
+    session.on('stream', (stream: http2.ServerHttp2Stream) => {
       active++;
       disarmIdle();
       stream.once('close', () => {
+        // Ended without an answer: reset by the peer, or by nghttp2 for a frame that made it. A
+        // stream reset in the same read as its HEADERS may be gone before #onStream sees it.
+        if (!stream.headersSent) earlyReset();
         if (--active === 0 && !session.closed) armIdle();
       });
     });
@@ -387,10 +401,6 @@ export class HboneServer extends EventEmitter {
       conn.connection,
     );
     this.emit('tunnel', tunnel);
-    // A stream that ends before we answered was reset, by the peer or by nghttp2 on its behalf.
-    stream.once('close', () => {
-      if (tunnel.decision === 'pending') conn.earlyReset();
-    });
     if (this.#opts.handlerTimeoutMs > 0) {
       const timer = setTimeout(() => {
         if (tunnel.decision === 'pending' && !stream.closed) tunnel.reject(503);
@@ -412,8 +422,9 @@ export class HboneServer extends EventEmitter {
 
   /**
    * The rapid-reset guard of one connection (CVE-2023-44487): a token bucket of streams that ended
-   * before their answer. A handler has usually started work for each (the forwarder dials the
-   * upstream), and the peer's concurrency limit no longer bounds them once they are reset.
+   * before their answer, whoever reset them. A handler has usually started work for each (the
+   * forwarder dials the upstream), and the peer's concurrency limit no longer bounds them once
+   * they are reset.
    */
   #earlyResetGuard(session: http2.ServerHttp2Session, peer: SpiffeId): () => void {
     const burst = this.#opts.earlyResetBurst;

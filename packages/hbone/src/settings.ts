@@ -68,6 +68,13 @@ export const SERVER_IDLE_TIMEOUT_MS = 5 * 60_000;
 export const MAX_SESSION_MEMORY_MB = 64;
 
 /**
+ * Bytes a connection may queue for a peer that does not read (write-buffered-socket.ts). Flow
+ * control bounds DATA to the peer's 16 MiB connection window; the rest is headroom for frames
+ * outside flow control. Past it the connection is dropped.
+ */
+export const MAX_WRITE_BUFFER_BYTES = 32 * 1024 * 1024;
+
+/**
  * Rapid-reset guard (CVE-2023-44487), per connection: streams that end before their CONNECT was
  * answered (reset by the peer, or by nghttp2 for a frame that made it reset them), as a token
  * bucket of this burst, refilled at `EARLY_RESETS_PER_SECOND`. An honest client gives up on a
