@@ -6,6 +6,9 @@
  */
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { run as runGateway } from '../cli-mesh/gateway.js';
+import { run as runProxy } from '../cli-mesh/proxy.js';
+import { run as runWaypoint } from '../cli-mesh/waypoint.js';
 import { type CommandSpec, helpText, type ParsedArgs, parseArgs, UsageError } from './args.js';
 import { caInitSpec, caIssueSpec, runCaInit, runCaIssue } from './ca.js';
 import { connectSpec, runConnect } from './connect.js';
@@ -13,6 +16,13 @@ import { inspectSpec, runInspect } from './inspect.js';
 import { loadSpec, runLoad } from './load.js';
 import { errorLine, flushed } from './output.js';
 import { runServe, serveSpec } from './serve.js';
+
+/** The mesh components parse their own arguments (`--config F`, `--help`). */
+const MESH_COMMANDS: ReadonlyMap<string, (argv: string[]) => Promise<number>> = new Map([
+  ['proxy', runProxy],
+  ['gateway', runGateway],
+  ['waypoint', runWaypoint],
+]);
 
 interface Command {
   readonly spec: CommandSpec;
@@ -40,6 +50,9 @@ commands:
   connect     open one tunnel and pipe stdin/stdout through it, like nc
   load        K concurrent tunnels on one connection, N bytes each, verified byte for byte
   inspect     show what a certificate, chain or bundle file holds
+  proxy       run a node proxy (ztunnel's role) from a YAML config
+  gateway     run an east-west gateway from a YAML config
+  waypoint    run a waypoint (L7 policy on the server side) from a YAML config
 
 Run "hbone <command> --help" for a command's options. Failures print one line on stderr,
 "hbone <command>: <CODE>: <message>", and exit non-zero (2 for a usage mistake).
@@ -91,6 +104,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     return out(name === 'ca' ? CA_HELP : TOP_HELP);
   }
   const { name, rest } = resolveCommand(argv);
+  const mesh = MESH_COMMANDS.get(name);
+  if (mesh) return mesh([...rest]);
   if (name === 'ca') {
     if (rest.length === 0 && (argv[1] === '--help' || argv[1] === '-h')) return out(CA_HELP);
     process.stderr.write(errorLine('ca', new UsageError('expected "ca init" or "ca issue"')) + '\n');
