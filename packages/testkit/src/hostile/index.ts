@@ -44,7 +44,7 @@ export {
   hpackLiteralWithIndexing,
 } from './hpack.js';
 export { huffmanDecode, huffmanEncode } from './huffman.js';
-export { type MemoryGrowth, memoryWatch, reportAttack } from './measure.js';
+export { collectGarbage, type MemoryGrowth, memoryWatch, reportAttack } from './measure.js';
 export {
   describeClose,
   HostileTimeoutError,
