@@ -21,7 +21,11 @@ for (const r of roots) walk(r);
 const importRe = /(?:import|export)\s[^'"]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g;
 const graph = new Map();
 const pkgGraph = new Map();
-const pkgOf = (f) => relative(root, f).split('/').slice(0, relative(root, f).startsWith('examples') ? 1 : 2).join('/');
+const pkgOf = (f) =>
+  relative(root, f)
+    .split('/')
+    .slice(0, relative(root, f).startsWith('examples') ? 1 : 2)
+    .join('/');
 for (const f of files) {
   const src = readFileSync(f, 'utf8');
   const edges = [];
@@ -57,10 +61,11 @@ function findCycle(g) {
     state.set(n, 2);
     return null;
   };
-  for (const n of g.keys()) if (!state.has(n)) {
-    const c = visit(n);
-    if (c) return c;
-  }
+  for (const n of g.keys())
+    if (!state.has(n)) {
+      const c = visit(n);
+      if (c) return c;
+    }
   return null;
 }
 

@@ -10,6 +10,8 @@ export {
   type SpiffeIdArbitraryOptions,
 } from './arbitraries.js';
 export { type LoadCaOptions, TestCa, type TestCaOptions } from './ca.js';
+export { createFaultProxy, type FaultMode, type FaultProxy, type FaultProxyOptions } from './fault-proxy.js';
+export * from './hostile/index.js';
 export { INVALID_ID_MESSAGES, INVALID_ID_REASONS, type InvalidIdReason } from './invalid-id-reasons.js';
 export { KEY_TYPES, type KeyType } from './key-type.js';
 export type { CaCertificate, MintedSvid, MintOptions } from './minted-svid.js';
@@ -33,5 +35,3 @@ export {
   type SvidDefectInfo,
   UNKNOWN_CRITICAL_EXTENSION_OID,
 } from './svid-defects.js';
-export { type FaultMode, type FaultProxy, type FaultProxyOptions, createFaultProxy } from './fault-proxy.js';
-export * from './hostile/index.js';
