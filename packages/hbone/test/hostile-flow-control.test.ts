@@ -1,0 +1,188 @@
+/**
+ * Flow control from a peer that does not play by it (RFC 9113 6.9): a WINDOW_UPDATE that pushes a
+ * window past 2^31-1 or increments by zero, and DATA beyond the window the server granted. The
+ * server must answer with FLOW_CONTROL_ERROR / PROTOCOL_ERROR, and what it buffers for a tunnel
+ * nobody reads must stay within that tunnel's window.
+ */
+import {
+  ErrorCode,
+  FrameFlag,
+  FrameType,
+  memoryWatch,
+  peerCredentials,
+  RawH2Client,
+  reportAttack,
+  SettingId,
+  type TestCa,
+  windowUpdateFrame,
+} from '@hbone/testkit';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type HboneTunnel, INITIAL_STREAM_WINDOW_BYTES, type TunnelHandler } from '../src/index.js';
+import { caFor, readAll } from './fixtures.js';
+import { Harness } from './harness.js';
+
+const h = new Harness();
+let ca: TestCa;
+beforeAll(async () => {
+  await h.init();
+  ca = await caFor('cluster.local');
+});
+afterEach(() => h.cleanup());
+
+const LIVENESS = { pingIntervalMs: 100, pingTimeoutMs: 200 };
+
+async function attacker(port: number): Promise<RawH2Client> {
+  const c = await RawH2Client.connect({
+    port,
+    tls: peerCredentials(h.client.minted, ca),
+    // Large frames so a window's worth of DATA is a few hundred frames.
+    settings: [[SettingId.MAX_FRAME_SIZE, 1024 * 1024]],
+  });
+  h.defer(() => c.destroy());
+  await c.waitFor(
+    (f) => f.type === FrameType.SETTINGS && (f.flags & FrameFlag.ACK) !== 0,
+    5_000,
+    'SETTINGS ACK',
+  );
+  return c;
+}
+
+const echo: TunnelHandler = (t) => {
+  const tunnel = t.accept();
+  tunnel.on('error', () => {});
+  tunnel.pipe(tunnel);
+};
+
+async function expectStillServes(port: number): Promise<void> {
+  const session = await h.connect(port);
+  const tunnel = await session.open({ authority: '10.0.0.1:80' });
+  const back = readAll(tunnel);
+  tunnel.end('still serving');
+  expect((await back).toString()).toBe('still serving');
+}
+
+/** Accepts tunnels to 10.0.0.9 and never reads them (an application that stalls); echoes others. */
+function stalledServer(): { handler: TunnelHandler; tunnels: HboneTunnel[]; buffered: () => number } {
+  const tunnels: HboneTunnel[] = [];
+  return {
+    tunnels,
+    buffered: () => tunnels.reduce((n, t) => n + t.readableLength + t.stream.readableLength, 0),
+    handler: (t) => {
+      if (t.authority.host !== '10.0.0.9') return echo(t);
+      const tunnel = t.accept();
+      tunnel.on('error', () => {});
+      tunnel.pause();
+      tunnels.push(tunnel);
+    },
+  };
+}
+
+/** DATA frames of 1 MiB, ignoring the window. */
+function sendIgnoringWindow(c: RawH2Client, id: number, bytes: number): void {
+  const mib = Buffer.alloc(1024 * 1024, 0x61);
+  for (let sent = 0; sent < bytes && !c.isClosed; sent += mib.length) {
+    c.data(id, bytes - sent >= mib.length ? mib : mib.subarray(0, bytes - sent));
+  }
+}
+
+describe('WINDOW_UPDATE abuse', () => {
+  it('connection window pushed past 2^31-1: GOAWAY and the connection is closed', async () => {
+    const { srv, port } = await h.server_(echo, LIVENESS);
+    const c = await attacker(port);
+    c.send(windowUpdateFrame(0, 0x7fffffff));
+    const closed = await c.waitForClose(5_000);
+    // RFC 9113 6.9.1 asks for FLOW_CONTROL_ERROR; node's session teardown writes INTERNAL_ERROR.
+    expect([ErrorCode.FLOW_CONTROL_ERROR, ErrorCode.INTERNAL_ERROR]).toContain(closed?.goaway?.errorCode);
+    await expect.poll(() => srv.connections, { timeout: 2_000 }).toBe(0);
+    await expectStillServes(port);
+  });
+
+  it('stream window pushed past 2^31-1: RST_STREAM(FLOW_CONTROL_ERROR) on that stream', async () => {
+    const { port } = await h.server_(echo, LIVENESS);
+    const c = await attacker(port);
+    const id = c.connectRequest('10.0.0.1:80');
+    expect(await c.outcome(id)).toMatchObject({ kind: 'response', status: 200 });
+    c.send(windowUpdateFrame(id, 0x7fffffff));
+    await c.waitFor((f) => f.streamId === id && f.type === FrameType.RST_STREAM, 5_000, 'RST_STREAM');
+    expect(c.rstCodeOf(id)).toBe(ErrorCode.FLOW_CONTROL_ERROR);
+    // node 20 then also tears the connection down (it treats nghttp2's error as fatal).
+    await c.waitForClose(3_000);
+    await expectStillServes(port);
+  });
+
+  it.each([
+    ['the connection', 0],
+    ['a stream', 1],
+  ])('a zero increment on %s: GOAWAY (RFC 9113 6.9: PROTOCOL_ERROR)', async (_what, stream) => {
+    const { srv, port } = await h.server_(echo, LIVENESS);
+    const c = await attacker(port);
+    if (stream) expect(await c.outcome(c.connectRequest('10.0.0.1:80'))).toMatchObject({ status: 200 });
+    c.send(windowUpdateFrame(stream, 0));
+    const closed = await c.waitForClose(5_000);
+    expect([ErrorCode.PROTOCOL_ERROR, ErrorCode.INTERNAL_ERROR]).toContain(closed?.goaway?.errorCode);
+    await expect.poll(() => srv.connections, { timeout: 2_000 }).toBe(0);
+    await expectStillServes(port);
+  });
+});
+
+describe('DATA beyond the granted window, into a tunnel nobody reads', () => {
+  it('one stream: the server holds at most its 4 MiB window, then RST_STREAM(FLOW_CONTROL_ERROR)', async () => {
+    const server = stalledServer();
+    const { port } = await h.server_(server.handler);
+    const c = await attacker(port);
+    const id = c.connectRequest('10.0.0.9:80');
+    expect(await c.outcome(id)).toMatchObject({ kind: 'response', status: 200 });
+    const mem = memoryWatch();
+    sendIgnoringWindow(c, id, 8 * 1024 * 1024);
+    await c.waitFor((f) => f.streamId === id && f.type === FrameType.RST_STREAM, 10_000, 'RST_STREAM');
+    expect(c.rstCodeOf(id)).toBe(ErrorCode.FLOW_CONTROL_ERROR);
+    const buffered = server.buffered();
+    const growth = mem();
+    reportAttack('8 MiB of DATA into a 4 MiB window', { bufferedBytes: buffered, ...growth });
+    expect(buffered).toBeLessThanOrEqual(INITIAL_STREAM_WINDOW_BYTES + 64 * 1024);
+    expect(c.isClosed).toBe(false); // a stream error: the connection lives on
+    await expectStillServes(port);
+  });
+
+  it('within the window, a stalled tunnel makes the peer wait: no WINDOW_UPDATE for that stream', async () => {
+    const server = stalledServer();
+    const { port } = await h.server_(server.handler);
+    const c = await attacker(port);
+    const id = c.connectRequest('10.0.0.9:80');
+    expect(await c.outcome(id)).toMatchObject({ kind: 'response', status: 200 });
+    sendIgnoringWindow(c, id, INITIAL_STREAM_WINDOW_BYTES);
+    await expect.poll(() => server.buffered(), { timeout: 5_000 }).toBe(INITIAL_STREAM_WINDOW_BYTES);
+    await new Promise((r) => setTimeout(r, 200));
+    const streamCredit = c.frames.filter((f) => f.type === FrameType.WINDOW_UPDATE && f.streamId === id);
+    expect(streamCredit).toEqual([]);
+    // Reading the tunnel gives the window back.
+    server.tunnels[0]!.resume();
+    await c.waitFor(
+      (f) => f.type === FrameType.WINDOW_UPDATE && f.streamId === id,
+      5_000,
+      'stream WINDOW_UPDATE',
+    );
+  });
+
+  // KNOWN LIMIT (node:http2): node returns connection-level window as soon as DATA arrives
+  // (nghttp2_session_consume_connection in OnDataChunkReceived) and holds back only the stream
+  // windows, so the 16 MiB connection window bounds nothing: one connection can park
+  // MAX_CONCURRENT_STREAMS x 4 MiB (800 MiB by default) in tunnels its handler does not read.
+  // ztunnel (h2) releases connection window only as the application reads. Measured here:
+  // 20 stalled streams, 80 MiB held. When the server bounds it, this test fails: drop `.fails`.
+  it.fails('many streams: what the server holds stays within the 16 MiB connection window', async () => {
+    const server = stalledServer();
+    const { port } = await h.server_(server.handler);
+    const c = await attacker(port);
+    const ids = Array.from({ length: 20 }, () => c.connectRequest('10.0.0.9:80'));
+    for (const id of ids) expect(await c.outcome(id)).toMatchObject({ status: 200 });
+    const mem = memoryWatch();
+    for (const id of ids) sendIgnoringWindow(c, id, INITIAL_STREAM_WINDOW_BYTES);
+    await c.drained(10_000);
+    await new Promise((r) => setTimeout(r, 500));
+    const buffered = server.buffered();
+    const growth = mem();
+    reportAttack('20 stalled streams x 4 MiB', { bufferedMiB: buffered / 2 ** 20, ...growth });
+    expect(buffered).toBeLessThanOrEqual(16 * 1024 * 1024 + 64 * 1024);
+  });
+});
