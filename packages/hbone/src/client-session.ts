@@ -150,6 +150,9 @@ function classifyHandshakeError(err: unknown): HboneError {
 
 export type ClientSessionState = 'open' | 'draining' | 'closed';
 
+/** Shared no-op 'error' listener: errors are read from 'close' and rstCode instead. */
+function ignoreError(): void {}
+
 /** How long a closing connection with no tunnels left may take to go away before we destroy it. */
 const IDLE_CLOSE_GRACE_MS = 1_000;
 
@@ -218,6 +221,13 @@ export class HboneClientSession extends EventEmitter {
       { intervalMs: opts.pingIntervalMs, timeoutMs: opts.pingTimeoutMs },
     );
   }
+
+  readonly #onStreamClosed = (): void => {
+    this.#active--;
+    // Pools listen to these to hand the freed slot to a waiting open.
+    this.emit('streamClose', this.#active);
+    if (this.#active === 0) this.emit('idle');
+  };
 
   get state(): ClientSessionState {
     return this.#state;
@@ -294,12 +304,9 @@ export class HboneClientSession extends EventEmitter {
     }
     this.#active++;
     this.#opened++;
-    stream.once('close', () => {
-      this.#active--;
-      // Pools listen to these to hand the freed slot to a waiting open.
-      this.emit('streamClose', this.#active);
-      if (this.#active === 0) this.emit('idle');
-    });
+    // A class-field handler, not a closure: a closure here would keep this open() call's
+    // scope (headers, options, timers) alive for the tunnel's whole life (kilobytes per tunnel).
+    stream.once('close', this.#onStreamClosed);
 
     return new Promise<HboneTunnel>((resolve, reject) => {
       let settled = false;
@@ -350,7 +357,7 @@ export class HboneClientSession extends EventEmitter {
       };
       stream.on('response', onResponse);
       stream.on('close', onClose);
-      stream.on('error', () => {}); // reported through 'close' and rstCode
+      stream.on('error', ignoreError); // reported through 'close' and rstCode
     });
   }
 

@@ -17,6 +17,9 @@ export function resetStream(stream: Http2Stream, code: number): void {
   stream.close(code);
 }
 
+/** Stream errors are read from 'close' and rstCode; without a listener node would throw. */
+function ignoreStreamError(): void {}
+
 /** What both ends know about a tunnel once the CONNECT has been answered with 200. */
 export interface TunnelInfo {
   /** The `:authority` of the CONNECT, as sent on the wire. */
@@ -80,7 +83,7 @@ export class HboneTunnel extends Duplex implements TunnelInfo {
     stream.on('end', () => this.#endRead());
     stream.on('drain', () => this.#flushPending(null));
     // Errors are reported through 'close' and rstCode; without a listener node would throw.
-    stream.on('error', () => {});
+    stream.on('error', ignoreStreamError);
     stream.on('close', () => this.#onStreamClose());
   }
 
@@ -126,7 +129,7 @@ export class HboneTunnel extends Duplex implements TunnelInfo {
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    this.#flushPending(err ?? new TunnelClosedError('tunnel destroyed'));
+    if (this.#pendingWrite) this.#flushPending(err ?? new TunnelClosedError('tunnel destroyed'));
     // A tunnel that finished both ways (peer's END_STREAM read, ours sent) is auto-destroyed
     // while node may not yet have marked the stream closed: sending a reset then would put a
     // frame on a closed stream (RFC 9113 section 5.1). ztunnel sends nothing after END_STREAM.
@@ -161,7 +164,9 @@ export class HboneTunnel extends Duplex implements TunnelInfo {
       this.#peerClosed = true;
       this.#endRead();
       // Bytes we could still not hand over are lost: say so rather than hang.
-      this.#flushPending(new TunnelClosedError('the peer closed the tunnel before our data was sent'));
+      if (this.#pendingWrite) {
+        this.#flushPending(new TunnelClosedError('the peer closed the tunnel before our data was sent'));
+      }
       if (this.writableFinished || this.writableEnded) return;
       // The peer will take no more bytes; end our side so the tunnel can close once read.
       if (this.writableLength === 0) this.end();

@@ -80,12 +80,12 @@ const verifiedSockets = new WeakMap<TLSSocket, VerifiedSvid>();
  * Client verifications by peer leaf DER, so `peerIdentity` can find the policy that accepted a
  * client socket's peer (`checkServerIdentity` is not told the socket). Bounded.
  */
-const clientPolicies = new Map<string, TlsPeerPolicy>();
+const clientPolicies = new Map<string, TlsPeerPolicy & { verified?: VerifiedSvid }>();
 const MAX_CLIENT_POLICIES = 1024;
 
-function rememberClientPolicy(leafKey: string, policy: TlsPeerPolicy): void {
+function rememberClientPolicy(leafKey: string, policy: TlsPeerPolicy, verified?: VerifiedSvid): void {
   clientPolicies.delete(leafKey);
-  clientPolicies.set(leafKey, policy);
+  clientPolicies.set(leafKey, verified ? { ...policy, verified } : policy);
   if (clientPolicies.size > MAX_CLIENT_POLICIES)
     clientPolicies.delete(clientPolicies.keys().next().value as string);
 }
@@ -201,7 +201,9 @@ export function tlsClientOptions(input: TlsClientInput): HboneTlsClientOptions {
         if (chain.length === 0) return new NoPeerCertificateError('the TLS server presented no certificate');
         const verified = verifyX509Svid(chain, policy.bundleSource, { now: policy.now?.() });
         authorize(policy.authorizer, verified.id);
-        rememberClientPolicy(verified.verifiedChain[0]!.key, policy);
+        // Kept with its result: peerIdentity() on this socket, moments later, need not verify
+        // the same chain a second time.
+        rememberClientPolicy(verified.verifiedChain[0]!.key, policy, verified);
         return undefined;
       } catch (err) {
         return asError(err);
@@ -259,12 +261,12 @@ export function verifyPeer(socket: TLSSocket, bundleSource: X509BundleSource, no
   if (leaf === null || typeof leaf !== 'object' || leaf.raw === undefined) {
     throw new NoPeerCertificateError('the TLS peer presented no certificate');
   }
-  if (knownIntermediates.size > 0) {
-    try {
-      return verifyX509Svid([leaf.raw, ...knownIntermediates.values()], bundleSource, { now });
-    } catch {
-      // fall through to the chain the peer sent
-    }
+  // The leaf alone first (root-signed leaves, as istiod's own CA issues, need nothing more),
+  // with the intermediates of recent verifications.
+  try {
+    return verifyX509Svid([leaf.raw, ...knownIntermediates.values()], bundleSource, { now });
+  } catch {
+    // fall through to the chain the peer sent
   }
   const verified = verifyX509Svid(peerCertificateChain(socket), bundleSource, { now });
   rememberIntermediates(verified);
@@ -371,7 +373,15 @@ export function peerIdentity(socket: TLSSocket, bundleSource?: X509BundleSource)
     policy = server === undefined ? undefined : enforcedServers.get(server);
     const leaf = socket.getPeerCertificate(false);
     if (policy === undefined && socket.authorized && leaf?.raw !== undefined) {
-      policy = clientPolicies.get(latin1(leaf.raw));
+      const known = clientPolicies.get(latin1(leaf.raw));
+      // checkServerIdentity verified this very leaf during this handshake: reuse its result
+      // while it is still within the leaf's validity.
+      const at = known?.now?.() ?? new Date();
+      if (known?.verified && at <= known.verified.verifiedChain[0]!.notAfter) {
+        verifiedSockets.set(socket, known.verified);
+        return known.verified.id;
+      }
+      policy = known;
     }
   }
   if (policy === undefined) {
