@@ -1,0 +1,237 @@
+/**
+ * Our client against servers that misbehave after TLS: no SETTINGS, a CONNECT never answered, an
+ * answer beyond our SETTINGS_MAX_HEADER_LIST_SIZE (16 KiB), a PUSH_PROMISE we disabled, DATA
+ * before the answer, a PING flood. Each ends in a typed error within our deadlines, and the
+ * process holds nothing for the dead connection.
+ */
+import type { AddressInfo } from 'node:net';
+import * as tls from 'node:tls';
+import {
+  dataFrame,
+  ErrorCode,
+  encodeFrame,
+  encodeHeaderBlock,
+  FrameFlag,
+  FrameType,
+  headersFrame,
+  memoryWatch,
+  peerCredentials,
+  pingFrame,
+  type RawH2Peer,
+  RawH2Server,
+  reportAttack,
+  type TestCa,
+} from '@hbone/testkit';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { HboneError, HboneTimeoutError, SessionClosedError, StreamResetError } from '../src/index.js';
+import { caFor } from './fixtures.js';
+import { Harness, SERVER_ID } from './harness.js';
+
+const h = new Harness();
+let ca: TestCa;
+beforeAll(async () => {
+  await h.init();
+  ca = await caFor('cluster.local');
+});
+afterEach(() => h.cleanup());
+
+/** A hostile server with our server's SVID; `onConnection` scripts what it does. */
+async function hostileServer(onConnection: (peer: RawH2Peer) => void): Promise<number> {
+  const server = new RawH2Server({
+    tls: { ...peerCredentials(h.server.minted, ca), ca: ca.bundlePem },
+    onConnection,
+  });
+  const { port } = await server.listen();
+  h.defer(() => server.close());
+  return port;
+}
+
+/** Runs `script` with the stream id of the first CONNECT the server receives. */
+function onConnect(script: (peer: RawH2Peer, id: number) => void): (peer: RawH2Peer) => void {
+  return (peer) => {
+    void peer
+      .waitFor((f) => f.type === FrameType.HEADERS, 5_000)
+      .then((f) => script(peer, f.streamId))
+      .catch(() => {});
+  };
+}
+
+const connectOpts = { expectedIdentities: [SERVER_ID], pingIntervalMs: 0 };
+
+describe('a hostile server, seen from our client', () => {
+  it('never answers the CONNECT: HboneTimeoutError after connectResponseTimeoutMs, the stream reset', async () => {
+    let peer: RawH2Peer | undefined;
+    const port = await hostileServer((p) => {
+      peer = p;
+    });
+    const session = await h.connect(port, { ...connectOpts, connectResponseTimeoutMs: 300 });
+    const started = Date.now();
+    const err = await session.open({ authority: '10.0.0.1:80' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(HboneTimeoutError);
+    expect(Date.now() - started).toBeLessThan(2_000);
+    await peer!.waitFor((f) => f.type === FrameType.RST_STREAM, 2_000, 'our RST_STREAM');
+    expect(peer!.rstCodeOf(1)).toBe(ErrorCode.CANCEL);
+    expect(session.activeStreams).toBe(0);
+  });
+
+  it('answers with a 20 KiB header list (ours is 16 KiB): RST_STREAM(ENHANCE_YOUR_CALM), StreamResetError', async () => {
+    // The first stream is answered normally: node applies our SETTINGS_MAX_HEADER_LIST_SIZE only
+    // to streams opened after the server acknowledged it, and the first open of a connection
+    // races that ACK (such a first stream takes up to node's 64 KiB per field, 128 fields).
+    let answered = 0;
+    const port = await hostileServer((peer) => {
+      void (async () => {
+        for (;;) {
+          const f = await peer
+            .waitFor((x) => x.type === FrameType.HEADERS && x.streamId > answered, 5_000)
+            .catch(() => undefined);
+          if (!f) return;
+          answered = f.streamId;
+          const filler: Array<[string, string]> =
+            f.streamId === 3 ? [['x-filler', 'f'.repeat(20 * 1024)]] : [];
+          peer.send(headersFrame(f.streamId, encodeHeaderBlock([[':status', '200'], ...filler])));
+        }
+      })();
+    });
+    const session = await h.connect(port, connectOpts);
+    (await session.open({ authority: '10.0.0.1:80' })).on('error', () => {}).destroy();
+    const err = await session
+      .open({ authority: '10.0.0.1:80' }, { timeoutMs: 2_000 })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StreamResetError);
+    expect((err as StreamResetError).h2Code).toBe(ErrorCode.ENHANCE_YOUR_CALM);
+    const third = await session.open({ authority: '10.0.0.1:80' });
+    third.on('error', () => {});
+    expect(third.responseHeaders[':status']).toBe(200);
+    third.destroy();
+  });
+
+  it('sends PUSH_PROMISE although we sent ENABLE_PUSH=0: the connection fails, opens fail typed', async () => {
+    const port = await hostileServer(
+      onConnect((peer, id) => {
+        const promise = Buffer.concat([
+          Buffer.from([0, 0, 0, 2]),
+          encodeHeaderBlock([
+            [':method', 'GET'],
+            [':path', '/'],
+            [':scheme', 'https'],
+            [':authority', 'x'],
+          ]),
+        ]);
+        peer.send(encodeFrame(FrameType.PUSH_PROMISE, FrameFlag.END_HEADERS, id, promise));
+      }),
+    );
+    const session = await h.connect(port, connectOpts);
+    const closed = new Promise((r) => session.once('close', r));
+    const err = await session
+      .open({ authority: '10.0.0.1:80' }, { timeoutMs: 2_000 })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(HboneError);
+    expect(err).not.toBeInstanceOf(HboneTimeoutError);
+    await closed;
+    await expect(session.open({ authority: '10.0.0.1:80' })).rejects.toBeInstanceOf(SessionClosedError);
+  });
+
+  it('sends DATA before its answer: our HTTP/2 answers GOAWAY, the open fails typed within its timeout', async () => {
+    let peer: RawH2Peer | undefined;
+    const port = await hostileServer(
+      onConnect((p, id) => {
+        peer = p;
+        p.send(dataFrame(id, 'too early'), headersFrame(id, encodeHeaderBlock([[':status', '200']])));
+      }),
+    );
+    const session = await h.connect(port, connectOpts);
+    const err = await session.open({ authority: '10.0.0.1:80' }, { timeoutMs: 500 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(HboneError);
+    await peer!.waitFor((f) => f.type === FrameType.GOAWAY, 2_000, 'our GOAWAY');
+  });
+
+  // KNOWN BUG (client-session.ts, node:http2): nghttp2 ends the connection with GOAWAY for the
+  // early DATA but node neither closes it nor tells the session, so the session stays 'open'
+  // and the open (and any later one on it) waits for its CONNECT timeout (10 s by default)
+  // instead of failing at once; only PING liveness ends the connection. When fixed, drop `.fails`.
+  it.fails('sends DATA before its answer: the open fails at once, not at its timeout', async () => {
+    const port = await hostileServer(
+      onConnect((p, id) => {
+        p.send(dataFrame(id, 'too early'), headersFrame(id, encodeHeaderBlock([[':status', '200']])));
+      }),
+    );
+    const session = await h.connect(port, connectOpts);
+    const started = Date.now();
+    const err = await session
+      .open({ authority: '10.0.0.1:80' }, { timeoutMs: 2_000 })
+      .catch((e: unknown) => e);
+    expect(err).not.toBeInstanceOf(HboneTimeoutError);
+    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(session.state).not.toBe('open');
+  });
+
+  it('answers 200 and resets with REFUSED_STREAM at once: StreamResetError or a failed open, typed', async () => {
+    const port = await hostileServer(
+      onConnect((peer, id) => {
+        peer.send(headersFrame(id, encodeHeaderBlock([[':status', '200']])));
+        peer.reset(id, ErrorCode.REFUSED_STREAM);
+      }),
+    );
+    const session = await h.connect(port, connectOpts);
+    const outcome = await session.open({ authority: '10.0.0.1:80' }).then(
+      (tunnel) =>
+        new Promise<unknown>((resolve) => {
+          tunnel.once('error', resolve);
+          tunnel.once('end', () => resolve('eof'));
+          tunnel.resume();
+        }),
+      (err: unknown) => err,
+    );
+    expect(outcome).toBeInstanceOf(StreamResetError);
+    expect((outcome as StreamResetError).h2Code).toBe(ErrorCode.REFUSED_STREAM);
+  });
+
+  it('floods our client with 100,000 PINGs: answered or cut, memory bounded', async () => {
+    const port = await hostileServer((peer) => {
+      void (async () => {
+        for (let sent = 0; sent < 100_000 && !peer.isClosed; sent += 1_000) {
+          peer.send(...Array.from({ length: 1_000 }, (_, i) => pingFrame(BigInt(sent + i))));
+          await peer.drained(5_000).catch(() => {});
+          await new Promise((r) => setImmediate(r));
+        }
+      })();
+    });
+    const mem = memoryWatch();
+    const session = await h.connect(port, connectOpts);
+    await new Promise((r) => setTimeout(r, 1_500));
+    const growth = mem();
+    reportAttack('PING flood against our client', { state: session.state, ...growth });
+    expect(growth.heapUsedMiB + growth.arrayBuffersMiB).toBeLessThan(32);
+  });
+});
+
+describe('a server that never completes HTTP/2', () => {
+  it('TLS done, no SETTINGS ever: HboneTimeoutError naming the SETTINGS wait', async () => {
+    const silent = tls.createServer({
+      ...peerCredentials(h.server.minted, ca),
+      ALPNProtocols: ['h2'],
+      requestCert: true,
+      rejectUnauthorized: false,
+    });
+    const sockets = new Set<tls.TLSSocket>();
+    silent.on('secureConnection', (s) => {
+      sockets.add(s);
+      s.on('error', () => {});
+    });
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    h.defer(
+      () =>
+        new Promise<void>((r) => {
+          for (const s of sockets) s.destroy();
+          silent.close(() => r());
+        }),
+    );
+    const port = (silent.address() as AddressInfo).port;
+    const started = Date.now();
+    const err = await h.connect(port, { ...connectOpts, handshakeTimeoutMs: 300 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(HboneTimeoutError);
+    expect((err as HboneTimeoutError).phase).toMatch(/SETTINGS/);
+    expect(Date.now() - started).toBeLessThan(2_000);
+  });
+});
