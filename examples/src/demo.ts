@@ -17,7 +17,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { TLSSocket } from 'node:tls';
 import {
   connect,
   createServer,
@@ -134,8 +133,7 @@ async function run(dir: string, say: (line: string) => void): Promise<boolean> {
       }),
     });
     server.on('connection', (info: ServerConnectionInfo) => {
-      // node:http2 hands out a proxy of the TLS socket; reading TLS facts through it is allowed.
-      const s = info.session.socket as TLSSocket;
+      const s = info.socket;
       view.tls = {
         protocol: s.getProtocol(),
         cipher: s.getCipher().standardName,

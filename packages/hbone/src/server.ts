@@ -79,6 +79,9 @@ export interface HboneServerOptions {
 export interface ServerConnectionInfo {
   readonly peerIdentity: SpiffeId;
   readonly session: http2.ServerHttp2Session;
+  /** The connection's TLS socket (protocol, cipher, ALPN, addresses). `session.socket` may be
+   * a write-buffered view of it (see `bufferWrites`) without TLS methods. */
+  readonly socket: tls.TLSSocket;
 }
 
 function nonNegative(name: string, v: number | undefined, dflt: number): number {
@@ -364,9 +367,9 @@ export class HboneServer extends EventEmitter {
       disarmIdle();
       stopLiveness();
       this.#sessions.delete(session);
-      this.emit('connectionClosed', { peerIdentity: peer, session });
+      this.emit('connectionClosed', { peerIdentity: peer, session, socket });
     });
-    this.emit('connection', { peerIdentity: peer, session } satisfies ServerConnectionInfo);
+    this.emit('connection', { peerIdentity: peer, session, socket } satisfies ServerConnectionInfo);
   }
 
   #onStream(
