@@ -44,6 +44,16 @@ const MODULES: readonly BenchModule[] = [
   },
   { name: 'hbone-double', path: './hbone-double.js', what: 'double HBONE bulk vs single HBONE' },
   {
+    name: 'pool-open',
+    path: './pool-open.js',
+    what: '10,000 tunnels over 50 keys through one pool: dials, open latency, tunnels/s',
+  },
+  {
+    name: 'mesh-path',
+    path: './mesh-path.js',
+    what: 'full mesh path (double HBONE via gateway) vs direct TCP and a single HBONE hop',
+  },
+  {
     name: 'spiffe-handshake',
     path: './spiffe-handshake.js',
     what: 'SPIFFE verification cost in the handshake',
