@@ -45,7 +45,13 @@ export function joinTunnel(tunnel: HboneTunnel, socket: Socket, opts: JoinOption
       const bytesFromTunnel = tunnel.bytesReceived;
       resolve(error ? { bytesToTunnel, bytesFromTunnel, error } : { bytesToTunnel, bytesFromTunnel });
     };
-    tunnel.once('close', closed);
+    tunnel.once('close', () => {
+      // Once the tunnel is gone nothing can carry the socket's bytes: an upstream still sending
+      // (the peer ended with RST_STREAM(CANCEL) or NO_ERROR) would otherwise stay paused, unread,
+      // for good. Flush what we owe it, FIN, and let go.
+      if (!socket.destroyed) socket.destroySoon();
+      closed();
+    });
     socket.once('close', closed);
     tunnel.on('error', (err) => {
       error ??= err;

@@ -159,13 +159,11 @@ describe('the client resets a tunnel mid-transfer', () => {
     expect(completed[0]!.error).toBeInstanceOf(StreamResetError);
   });
 
-  // KNOWN BUG (join.ts): RST_STREAM(CANCEL) is end-of-file, so the tunnel ends both ways and
-  // closes; `socket.pipe(tunnel)` then unpipes and leaves the upstream socket paused, its FIN
-  // sent but its read side never drained. An upstream that is still sending never gets read
-  // again, so the socket (and the join) stay open for good: one leaked upstream connection per
-  // cancelled tunnel. Seen as 1 in 100 stuck joins when echo data was in flight. Destroying (or
-  // destroySoon-ing) the socket when the tunnel closes fixes it. When fixed, drop `.fails`.
-  it.fails('RST_STREAM(CANCEL) while the upstream is still sending: the upstream socket is released', async () => {
+  // Once a bug (join.ts): RST_STREAM(CANCEL) is end-of-file, so the tunnel ends both ways and
+  // closes; `socket.pipe(tunnel)` then unpiped and left the upstream socket paused, never read
+  // again, so an upstream still sending kept the socket (and the join) open for good. joinTunnel
+  // now lets go of the socket when the tunnel closes.
+  it('RST_STREAM(CANCEL) while the upstream is still sending: the upstream socket is released', async () => {
     const { port, up, completed } = await forwardingServer('talker');
     const c = await attacker(port);
     const id = await transfer(c, 64 * 1024);
