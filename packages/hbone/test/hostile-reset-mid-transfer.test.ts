@@ -180,14 +180,13 @@ describe('the client resets a tunnel mid-transfer', () => {
     const ids: number[] = [];
     for (let i = 0; i < 100; i++) ids.push(await transfer(c, 128 * 1024));
     await expect.poll(() => up.accepted(), { timeout: 5_000 }).toBe(100);
-    // INTERNAL_ERROR only: CANCEL can leave an upstream behind (see the known bug above).
-    c.send(...ids.map((id) => rstStreamFrame(id, ErrorCode.INTERNAL_ERROR)));
+    c.send(...ids.map((id, i) => rstStreamFrame(id, i % 2 ? ErrorCode.CANCEL : ErrorCode.INTERNAL_ERROR)));
     await expect.poll(() => completed.length, { timeout: 10_000 }).toBe(100);
     await expect.poll(() => up.open(), { timeout: 5_000 }).toBe(0);
     const growth = mem();
     reportAttack('100 tunnels reset mid-transfer', { ...growth });
     expect(growth.heapUsedMiB + growth.arrayBuffersMiB).toBeLessThan(32);
-    expect(completed.filter((r) => r.error instanceof StreamResetError)).toHaveLength(100);
+    expect(completed.filter((r) => r.error instanceof StreamResetError)).toHaveLength(50);
     await expectStillServes(port);
   });
 
