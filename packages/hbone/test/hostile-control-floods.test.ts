@@ -122,13 +122,10 @@ describe('PING and SETTINGS floods from a peer that never reads the ACKs', () =>
     await expectStillServes(port);
   });
 
-  // KNOWN BUG (write-buffered socket, e6b9a3d): the default server takes every ACK into the TLS
-  // socket's write buffer as its own small Buffer (~200 bytes of heap per 17-byte ACK), so once
-  // the kernel's socket buffers are full 1,000,000 PINGs hold ~150 MiB and 2,000,000 ~400 MiB on
-  // one connection before MAX_WRITE_BUFFER_BYTES (counted in bytes) trips. Coalescing the chunks
-  // of each _writev into one buffer brings it down to the ACK bytes (measured: 400 MiB of heap ->
-  // 1 MiB heap + 35 MiB of buffers for 2,000,000). When fixed, this test fails: drop `.fails`.
-  it.fails('default server: PING flood -> memory stays within the bytes of the ACKs', async () => {
+  // Once a bug (write-buffered socket, e6b9a3d): every ACK became its own small Buffer in the
+  // TLS socket's write queue (~200 bytes of heap per 17-byte ACK; 1,000,000 PINGs held ~150 MiB
+  // before MAX_WRITE_BUFFER_BYTES, counted in bytes, tripped). _writev now coalesces each batch.
+  it('default server: PING flood -> memory stays within the bytes of the ACKs', async () => {
     const { port } = await h.server_(echo);
     const c = await attacker(port);
     c.pause();
