@@ -75,13 +75,20 @@ export function forwardHandler(opts: ForwardOptions = {}): TunnelHandler {
       return;
     }
     let upstream: net.Socket;
+    // A client that gives up (resets the stream) while we dial should not leave the dial running
+    // for up to connectTimeoutMs.
+    const abandon = new AbortController();
+    const onGone = (): void => abandon.abort();
+    tunnel.stream.once('close', onGone);
     try {
-      upstream = await dial(target.host, target.port, timeoutMs);
+      upstream = await dial(target.host, target.port, timeoutMs, abandon.signal);
     } catch (err) {
+      tunnel.stream.removeListener('close', onGone);
       if (tunnel.decision === 'pending') tunnel.reject(503);
       complete(503, { bytesToTunnel: 0, bytesFromTunnel: 0, error: err as Error });
       return;
     }
+    tunnel.stream.removeListener('close', onGone);
     if (tunnel.decision !== 'pending' || tunnel.stream.closed) {
       upstream.destroy();
       return;
@@ -95,27 +102,43 @@ export function forwardHandler(opts: ForwardOptions = {}): TunnelHandler {
 }
 
 /** TCP connect with a deadline; the socket is half-open capable and NODELAY. */
-export function dial(host: string, port: number, timeoutMs: number): Promise<net.Socket> {
+export function dial(
+  host: string,
+  port: number,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host, port, allowHalfOpen: true, noDelay: true });
-    const timer = setTimeout(() => {
+    const fail = (err: Error): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
       socket.destroy();
-      reject(
-        Object.assign(new Error(`connect ${host}:${port} timed out after ${timeoutMs} ms`), {
-          code: 'ETIMEDOUT',
-        }),
-      );
-    }, timeoutMs);
+      reject(err);
+    };
+    const onAbort = (): void =>
+      fail(Object.assign(new Error(`connect ${host}:${port} abandoned`), { code: 'ABORT_ERR' }));
+    const timer = setTimeout(
+      () =>
+        fail(
+          Object.assign(new Error(`connect ${host}:${port} timed out after ${timeoutMs} ms`), {
+            code: 'ETIMEDOUT',
+          }),
+        ),
+      timeoutMs,
+    );
     timer.unref();
+    if (signal?.aborted) {
+      onAbort();
+      return;
+    }
+    signal?.addEventListener('abort', onAbort, { once: true });
     socket.once('connect', () => {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
       socket.removeAllListeners('error');
       resolve(socket);
     });
-    socket.once('error', (err) => {
-      clearTimeout(timer);
-      socket.destroy();
-      reject(err);
-    });
+    socket.once('error', fail);
   });
 }

@@ -1,6 +1,6 @@
 import * as net from 'node:net';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { forwardHandler, type JoinResult, joinTunnel, UpstreamUnavailableError } from '../src/index.js';
+import { dial, forwardHandler, type JoinResult, joinTunnel, UpstreamUnavailableError } from '../src/index.js';
 import { deadPort, echoServer, payload, readAll, sha256 } from './fixtures.js';
 import { Harness } from './harness.js';
 
@@ -73,6 +73,23 @@ describe('forward handler (ztunnel inbound)', () => {
     });
     await upstreamDone;
     expect(received.toString()).toBe('after-fin');
+  });
+});
+
+describe('dial', () => {
+  it('is abandoned at once when its signal aborts (a client that reset its CONNECT)', async () => {
+    const echo = await echoServer();
+    h.defer(() => echo.close());
+    const ac = new AbortController();
+    const pending = dial('127.0.0.1', echo.port, 10_000, ac.signal);
+    ac.abort();
+    await expect(pending).rejects.toMatchObject({ code: 'ABORT_ERR' });
+    await expect(dial('127.0.0.1', echo.port, 10_000, AbortSignal.abort())).rejects.toMatchObject({
+      code: 'ABORT_ERR',
+    });
+    // Positive control: without an abort the same dial connects.
+    const s = await dial('127.0.0.1', echo.port, 10_000);
+    s.destroy();
   });
 });
 
