@@ -1,16 +1,17 @@
 #!/usr/bin/env node
-// Runs the test suite under another Node.js major, fetched from the npm registry.
+// Runs the test suite under another Node.js version, fetched from the npm registry.
 //
-//   node scripts/node-matrix.mjs <major> [vitest arguments...]
+//   node scripts/node-matrix.mjs <major | x.y.z> [--refresh] [vitest arguments...]
 //   node scripts/node-matrix.mjs 22                      the whole suite under the newest Node 22
+//   node scripts/node-matrix.mjs 24.20.0                 ... under exactly Node 24.20.0
 //   node scripts/node-matrix.mjs 24 packages/hbone       only the files vitest matches
 //   node scripts/node-matrix.mjs 24 --reporter=json --outputFile.json=r.json
 //
 // Node binaries are published on npm as `node-<platform>-<arch>` (the packages behind the `node`
-// package): we install `node-<platform>-<arch>@<major>` with npm (--prefer-offline, no install
-// scripts) into node_modules/.cache/hbone-node-matrix/<major>/ and reuse it on later runs (pass
-// --refresh to fetch the newest <major>.x again). Then, with that binary first on PATH (so every
-// `node` a test or tool starts is that one too), we run what `pnpm test` runs:
+// package): we install `node-<platform>-<arch>@<major | x.y.z>` with npm (--prefer-offline, no
+// install scripts) into node_modules/.cache/hbone-node-matrix/<major | x.y.z>/ and reuse it on
+// later runs (--refresh fetches the newest <major>.x again). Then, with that binary first on PATH
+// (so every `node` a test or tool starts is that one too), we run what `pnpm test` runs:
 // scripts/ensure-test-deps.mjs, then `vitest run` with the given arguments. The exit status is
 // vitest's. Needs `pnpm install` done first (the workspace's node_modules are shared by all
 // Node versions: no native addons, so nothing is rebuilt).
@@ -23,14 +24,15 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const argv = process.argv.slice(2);
 const refresh = argv.includes('--refresh');
 const rest = argv.filter((a) => a !== '--refresh');
-const major = rest.shift();
-if (major === undefined || !/^\d+$/.test(major)) {
-  console.error('usage: node scripts/node-matrix.mjs <major> [--refresh] [vitest arguments...]');
+const spec = rest.shift();
+if (spec === undefined || !/^\d+(\.\d+\.\d+)?$/.test(spec)) {
+  console.error('usage: node scripts/node-matrix.mjs <major | x.y.z> [--refresh] [vitest arguments...]');
   process.exit(2);
 }
+const wanted = spec.includes('.') ? `v${spec}` : `v${spec}.`;
 
 const pkg = `node-${process.platform}-${process.arch}`;
-const prefix = join(root, 'node_modules', '.cache', 'hbone-node-matrix', major);
+const prefix = join(root, 'node_modules', '.cache', 'hbone-node-matrix', spec);
 const pkgDir = join(prefix, 'node_modules', pkg);
 
 /** The binary the package declares (`bin.node`: bin/node on Linux and macOS). */
@@ -54,7 +56,7 @@ if (version === undefined) {
   rmSync(prefix, { recursive: true, force: true });
   mkdirSync(prefix, { recursive: true });
   writeFileSync(join(prefix, 'package.json'), '{ "private": true }\n');
-  console.error(`node-matrix: npm install ${pkg}@${major} into ${prefix}`);
+  console.error(`node-matrix: npm install ${pkg}@${spec} into ${prefix}`);
   const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
   const r = spawnSync(
     npm,
@@ -66,19 +68,19 @@ if (version === undefined) {
       '--no-audit',
       '--no-fund',
       '--loglevel=error',
-      `${pkg}@${major}`,
+      `${pkg}@${spec}`,
     ],
     { cwd: prefix, stdio: 'inherit', timeout: 600_000 },
   );
   if (r.status !== 0) {
-    console.error(`node-matrix: could not install ${pkg}@${major} (npm exited ${r.status ?? r.signal})`);
+    console.error(`node-matrix: could not install ${pkg}@${spec} (npm exited ${r.status ?? r.signal})`);
     process.exit(1);
   }
   nodeBin = nodeBinPath();
   version = versionOf(nodeBin);
 }
-if (version === undefined || !version.startsWith(`v${major}.`)) {
-  console.error(`node-matrix: ${nodeBin} is ${version ?? 'not runnable'}, not Node ${major}`);
+if (version === undefined || !(version === wanted || version.startsWith(wanted))) {
+  console.error(`node-matrix: ${nodeBin} is ${version ?? 'not runnable'}, not Node ${spec}`);
   process.exit(1);
 }
 console.error(`node-matrix: Node ${version} (${nodeBin})`);
