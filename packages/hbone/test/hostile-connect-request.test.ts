@@ -146,13 +146,20 @@ describe('a CONNECT the server cannot use is answered 400, `:status` only', () =
     ],
   ];
 
-  it.each(cases)('%s', async (_name, fields) => {
+  it.each(cases)('%s', async (name, fields) => {
     const server = echoServer();
     const { port } = await h.server_(server.handler);
     const c = await attacker(port);
     const id = c.request(fields);
-    expect(await c.outcome(id)).toEqual({ kind: 'response', status: 400, headers: [[':status', '400']] });
-    expect(c.endedByPeer(id)).toBe(true);
+    const outcome = await c.outcome(id);
+    if (name === 'userinfo' && outcome.kind === 'reset') {
+      // nghttp2 >= 1.62 (Node 22+) finds an '@' in :authority malformed itself (RFC 9113 8.3.1:
+      // no userinfo) and resets the stream before we see it; 1.61 (Node 20) lets it reach us: 400.
+      expect(outcome).toEqual({ kind: 'reset', code: ErrorCode.PROTOCOL_ERROR });
+    } else {
+      expect(outcome).toEqual({ kind: 'response', status: 400, headers: [[':status', '400']] });
+      expect(c.endedByPeer(id)).toBe(true);
+    }
     expect(server.calls()).toBe(0);
     await expectStillServes(port);
   });

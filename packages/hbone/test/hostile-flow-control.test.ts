@@ -85,6 +85,23 @@ function sendIgnoringWindow(c: RawH2Client, id: number, bytes: number): void {
   }
 }
 
+/**
+ * The server's answer to DATA or window credit beyond flow control: RST_STREAM on the stream, or
+ * (newer nghttp2) GOAWAY on the connection; resolves with the error code either carries.
+ */
+async function flowControlRejection(
+  c: RawH2Client,
+  id: number,
+  timeoutMs: number,
+): Promise<{ code: number }> {
+  const f = await c.waitFor(
+    (x) => (x.streamId === id && x.type === FrameType.RST_STREAM) || x.type === FrameType.GOAWAY,
+    timeoutMs,
+    'RST_STREAM or GOAWAY',
+  );
+  return { code: f.type === FrameType.GOAWAY ? f.payload.readUInt32BE(4) : f.payload.readUInt32BE(0) };
+}
+
 describe('WINDOW_UPDATE abuse', () => {
   it('connection window pushed past 2^31-1: GOAWAY and the connection is closed', async () => {
     const { srv, port } = await h.server_(echo, LIVENESS);
@@ -103,9 +120,9 @@ describe('WINDOW_UPDATE abuse', () => {
     const id = c.connectRequest('10.0.0.1:80');
     expect(await c.outcome(id)).toMatchObject({ kind: 'response', status: 200 });
     c.send(windowUpdateFrame(id, 0x7fffffff));
-    await c.waitFor((f) => f.streamId === id && f.type === FrameType.RST_STREAM, 5_000, 'RST_STREAM');
-    expect(c.rstCodeOf(id)).toBe(ErrorCode.FLOW_CONTROL_ERROR);
-    // node 20 then also tears the connection down (it treats nghttp2's error as fatal).
+    expect(await flowControlRejection(c, id, 5_000)).toEqual({ code: ErrorCode.FLOW_CONTROL_ERROR });
+    // node then tears the connection down too (node 20 treats nghttp2's stream error as fatal;
+    // newer nghttp2 answers with GOAWAY(FLOW_CONTROL_ERROR) at once).
     await c.waitForClose(3_000);
     await expectStillServes(port);
   });
@@ -134,13 +151,14 @@ describe('DATA beyond the granted window, into a tunnel nobody reads', () => {
     expect(await c.outcome(id)).toMatchObject({ kind: 'response', status: 200 });
     const mem = memoryWatch();
     sendIgnoringWindow(c, id, 8 * 1024 * 1024);
-    await c.waitFor((f) => f.streamId === id && f.type === FrameType.RST_STREAM, 10_000, 'RST_STREAM');
-    expect(c.rstCodeOf(id)).toBe(ErrorCode.FLOW_CONTROL_ERROR);
+    const rejection = await flowControlRejection(c, id, 10_000);
+    expect(rejection).toEqual({ code: ErrorCode.FLOW_CONTROL_ERROR });
     const buffered = server.buffered();
     const growth = mem();
     reportAttack('8 MiB of DATA into a 4 MiB window', { bufferedBytes: buffered, ...growth });
     expect(buffered).toBeLessThanOrEqual(INITIAL_STREAM_WINDOW_BYTES + 64 * 1024);
-    expect(c.isClosed).toBe(false); // a stream error: the connection lives on
+    // nghttp2 1.61 (node 20) resets only the stream and the connection lives on; newer nghttp2
+    // (node 22+) treats it as a connection error (GOAWAY). Either way the 4 MiB bound holds.
     await expectStillServes(port);
   });
 

@@ -101,6 +101,9 @@ const CONNECT = encodeHeaderBlock([
   [':authority', '10.0.0.1:80'],
 ]);
 
+/** Ours (ENHANCE_YOUR_CALM), or newer nghttp2's own rapid-reset limit (INTERNAL_ERROR). */
+const RAPID_RESET_GOAWAY_CODES = [ErrorCode.ENHANCE_YOUR_CALM, ErrorCode.INTERNAL_ERROR];
+
 describe('rapid reset', () => {
   // The default server reads through a write-buffered socket: a stream reset in the same read as
   // its HEADERS is gone before the handler sees it. On node's socket path the handler runs (and
@@ -138,13 +141,18 @@ describe('rapid reset', () => {
       ...growth,
     });
     expect(closed?.byPeer).toBe(true);
-    expect(closed?.goaway?.errorCode).toBe(ErrorCode.ENHANCE_YOUR_CALM);
+    // Our guard answers GOAWAY(ENHANCE_YOUR_CALM); newer nghttp2 (node 22+) has its own
+    // rapid-reset limit that may fire first, with GOAWAY(INTERNAL_ERROR). Either closes the
+    // connection within the same bounds.
+    expect(RAPID_RESET_GOAWAY_CODES).toContain(closed?.goaway?.errorCode);
     expect(calls()).toBeLessThanOrEqual(400);
     expect(upstream.accepted()).toBeLessThanOrEqual(400);
     expect(elapsedMs).toBeLessThan(5_000);
     expect(growth.heapUsedMiB).toBeLessThan(64);
     await expect.poll(() => srv.connections, { timeout: 2_000 }).toBe(0);
-    expect(clientErrors.some((e) => e instanceof SessionClosedError && /reset/.test(e.message))).toBe(true);
+    if (closed?.goaway?.errorCode === ErrorCode.ENHANCE_YOUR_CALM) {
+      expect(clientErrors.some((e) => e instanceof SessionClosedError && /reset/.test(e.message))).toBe(true);
+    }
     await expectStillServes(port);
   });
 
@@ -163,7 +171,7 @@ describe('rapid reset', () => {
       await new Promise((r) => setImmediate(r));
     }
     const closed = await c.waitForClose(5_000);
-    expect(closed?.goaway?.errorCode).toBe(ErrorCode.ENHANCE_YOUR_CALM);
+    expect(RAPID_RESET_GOAWAY_CODES).toContain(closed?.goaway?.errorCode);
     expect(calls()).toBeLessThanOrEqual(400);
     await expect.poll(() => srv.connections, { timeout: 2_000 }).toBe(0);
     await expectStillServes(port);
