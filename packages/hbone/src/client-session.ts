@@ -32,6 +32,7 @@ import {
   CLIENT_MAX_STREAMS_PER_CONNECTION,
   CLIENT_SETTINGS,
   CONNECT_RESPONSE_TIMEOUT_MS,
+  H2_CODES,
   HANDSHAKE_TIMEOUT_MS,
   HBONE_PORT,
   INITIAL_CONNECTION_WINDOW_BYTES,
@@ -391,7 +392,11 @@ export class HboneClientSession extends EventEmitter {
   destroy(err?: Error): void {
     if (err) this.#closeError ??= err;
     if (this.#state !== 'closed') this.#state = 'draining';
-    this.#session.destroy();
+    // INTERNAL_ERROR: a GOAWAY with node's default NO_ERROR would read as a clean end to HBONE.
+    this.#session.destroy(
+      err ?? new SessionClosedError('the HBONE connection was destroyed'),
+      H2_CODES.INTERNAL_ERROR,
+    );
     // node's session teardown waits for its native handle, which can wait on a write the peer
     // never reads; destroying the socket too makes "immediate" mean immediate.
     this.#socket.destroy();

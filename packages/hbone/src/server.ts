@@ -123,6 +123,7 @@ export class HboneServer extends EventEmitter {
   #closing: Promise<void> | undefined;
   #handoff: { peer: SpiffeId; socket: tls.TLSSocket } | undefined;
   readonly #sockets = new Set<Duplex>();
+  readonly #activeStreams = new WeakMap<http2.Http2Session, () => number>();
 
   constructor(options: HboneServerOptions) {
     super();
@@ -352,6 +353,7 @@ export class HboneServer extends EventEmitter {
     };
     const earlyReset = this.#earlyResetGuard(session, peer);
     let active = 0;
+    this.#activeStreams.set(session, () => active);
     session.on('stream', (stream: http2.ServerHttp2Stream) => {
       active++;
       disarmIdle();
@@ -359,9 +361,17 @@ export class HboneServer extends EventEmitter {
         // Ended without an answer: reset by the peer, or by nghttp2 for a frame that made it. A
         // stream reset in the same read as its HEADERS may be gone before #onStream sees it.
         if (!stream.headersSent) earlyReset();
-        if (--active === 0 && !session.closed) armIdle();
+        if (--active === 0) {
+          if (this.#closing && !session.closed && !session.destroyed) session.close();
+          else if (!session.closed) armIdle();
+        }
       });
     });
+    if (this.#closing) {
+      // A handshake that finished after close() began: tell the client to go elsewhere.
+      session.goaway(H2_CODES.NO_ERROR, 0);
+      session.close();
+    }
     armIdle();
     session.once('close', () => {
       disarmIdle();
@@ -464,7 +474,6 @@ export class HboneServer extends EventEmitter {
    */
   close(): Promise<void> {
     this.#closing ??= new Promise<void>((resolve) => {
-      this.#unsubscribe();
       const sessions = [...this.#sessions];
       const waits: Array<Promise<void>> = [new Promise<void>((r) => this.#tls.close(() => r()))];
       for (const s of sessions)
@@ -473,14 +482,24 @@ export class HboneServer extends EventEmitter {
       deadline.unref();
       void Promise.all(waits).then(() => {
         clearTimeout(deadline);
+        // Only now: a handshake that completes during the drain still gets verified (and then
+        // a GOAWAY), rather than rejected as if its identity were wrong.
+        this.#unsubscribe();
         resolve();
       });
       for (const s of sessions) {
         if (s.closed || s.destroyed) continue;
         // GOAWAY with the highest stream id first: CONNECTs already in flight still land.
         s.goaway(H2_CODES.NO_ERROR, 2 ** 31 - 1);
-        // One PING round trip later the peer has seen it; the final GOAWAY then names the
-        // real last stream and node closes the session once its streams are done.
+        // node stops reading a session that has sent GOAWAY and has no active stream (nghttp2
+        // wants no more input), so neither the PING ACK nor a CONNECT in flight would ever be
+        // read: such a session gets its final GOAWAY at once.
+        if ((this.#activeStreams.get(s)?.() ?? 0) === 0) {
+          s.close();
+          continue;
+        }
+        // Otherwise, one PING round trip later the peer has seen it; the final GOAWAY then
+        // names the real last stream and node closes the session once its streams are done.
         s.ping(() => {
           if (!s.closed && !s.destroyed) s.close();
         });
@@ -496,7 +515,11 @@ export class HboneServer extends EventEmitter {
   }
 
   #destroyAll(): void {
-    for (const s of this.#sessions) s.destroy();
+    // INTERNAL_ERROR, not node's default NO_ERROR: HBONE reads RST_STREAM/GOAWAY with NO_ERROR
+    // (or CANCEL) as a clean end, and a cut tunnel must not look complete to the peer.
+    for (const s of this.#sessions) {
+      s.destroy(new SessionClosedError('the HBONE server was destroyed'), H2_CODES.INTERNAL_ERROR);
+    }
     for (const s of this.#sockets) s.destroy();
   }
 }

@@ -80,7 +80,11 @@ export class HboneTunnel extends Duplex implements TunnelInfo {
       this.bytesReceived += chunk.length;
       if (!this.push(chunk)) stream.pause();
     });
-    stream.on('end', () => this.#endRead());
+    // node's Http2Stream#_destroy pushes an end-of-file of its own when the connection is torn
+    // down: only an 'end' on a live stream is the peer's END_STREAM.
+    stream.on('end', () => {
+      if (!stream.destroyed) this.#endRead();
+    });
     stream.on('drain', () => this.#flushPending(null));
     // Errors are reported through 'close' and rstCode; without a listener node would throw.
     stream.on('error', ignoreStreamError);

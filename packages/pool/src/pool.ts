@@ -174,9 +174,9 @@ export class HbonePool extends EventEmitter {
    */
   open(key: PoolKey, request: TunnelRequest, opts: PoolOpenOptions = {}): Promise<HboneTunnel> {
     if (this.#closed) return Promise.reject(new PoolClosedError('the pool is closed'));
-    let ks: KeyState;
+    let resolved: ResolvedPoolKey;
     try {
-      ks = this.#keyState(resolvePoolKey(key));
+      resolved = resolvePoolKey(key);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -185,8 +185,11 @@ export class HbonePool extends EventEmitter {
     this.#counters.opens++;
     return new Promise<HboneTunnel>((resolve, reject) => {
       const attempt = (retried: boolean): void => {
+        // The key's state is looked up per attempt: between a first attempt and its retry the
+        // old state may have been forgotten, and enqueueing on that orphan would let a second
+        // dial run beside the one for the key's current state (found by pool-model.test.ts).
         this.#enqueue(
-          ks,
+          this.#keyState(resolved),
           deadline,
           timeoutMs,
           opts.signal,

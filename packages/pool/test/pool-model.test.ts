@@ -222,7 +222,18 @@ describe('pool model', () => {
         expect(pool.stats().connections).toBe(0);
         expect(pool.stats().activeTunnels).toBe(0);
       }),
-      { numRuns: 25, interruptAfterTimeLimit: 60_000 },
+      {
+        numRuns: 25,
+        interruptAfterTimeLimit: 60_000,
+        // Replay a failure: POOL_MODEL_SEED=<seed> POOL_MODEL_PATH=<path> pnpm vitest run ...
+        ...(process.env.POOL_MODEL_SEED
+          ? {
+              seed: Number(process.env.POOL_MODEL_SEED),
+              path: process.env.POOL_MODEL_PATH,
+              endOnFailure: true,
+            }
+          : {}),
+      },
     );
   }, 120_000);
 });
