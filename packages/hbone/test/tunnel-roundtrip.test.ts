@@ -146,10 +146,13 @@ describe('tunnel round trip', () => {
       const tunnel = t.accept({
         baggage: { namespace: 'payments', workloadKind: 'pod', workloadName: 'checkout' },
       });
+      tunnel.on('error', () => {}); // the client side may go first in teardown
+      tunnel.resume();
       tunnel.end();
     });
     const tunnel = await session.open({ authority: '10.0.0.2:80' });
     expect(tunnel.responseHeaders.baggage).toBe('k8s.namespace.name=payments,k8s.pod.name=checkout');
+    tunnel.end();
     await readAll(tunnel);
   });
 
