@@ -1,3 +1,4 @@
+import { FrameFlag, FrameType, peerCredentials, RawH2Client } from '@hbone/testkit';
 import {
   connect,
   createServer,
@@ -7,7 +8,7 @@ import {
   type HboneServerOptions,
   type TunnelHandler,
 } from '../src/index.js';
-import { type Identity, identity } from './fixtures.js';
+import { caFor, type Identity, identity } from './fixtures.js';
 
 export const SERVER_ID = 'spiffe://cluster.local/ns/default/sa/server';
 export const CLIENT_ID = 'spiffe://cluster.local/ns/default/sa/client';
@@ -21,6 +22,21 @@ export class Harness {
   async init(): Promise<void> {
     this.server = await identity(SERVER_ID);
     this.client = await identity(CLIENT_ID);
+  }
+
+  /** A raw HTTP/2 client with our test client's certificate, past the SETTINGS exchange. */
+  async attacker(port: number): Promise<RawH2Client> {
+    const c = await RawH2Client.connect({
+      port,
+      tls: peerCredentials(this.client.minted, await caFor('cluster.local')),
+    });
+    this.defer(() => c.destroy());
+    await c.waitFor(
+      (f) => f.type === FrameType.SETTINGS && (f.flags & FrameFlag.ACK) !== 0,
+      5_000,
+      'SETTINGS ACK',
+    );
+    return c;
   }
 
   defer(fn: () => unknown): void {

@@ -4,41 +4,15 @@
  * our server sees it, and the server answers 400 for another method or an authority it cannot
  * parse. None of them may reach the handler, and the connection and server go on serving.
  */
-import {
-  ErrorCode,
-  FrameFlag,
-  FrameType,
-  type HeaderField,
-  memoryWatch,
-  peerCredentials,
-  RawH2Client,
-  reportAttack,
-  type TestCa,
-} from '@hbone/testkit';
+import { ErrorCode, FrameType, type HeaderField, memoryWatch, reportAttack } from '@hbone/testkit';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { TunnelHandler } from '../src/index.js';
-import { caFor, readAll } from './fixtures.js';
+import { readAll } from './fixtures.js';
 import { Harness } from './harness.js';
 
 const h = new Harness();
-let ca: TestCa;
-beforeAll(async () => {
-  await h.init();
-  ca = await caFor('cluster.local');
-});
+beforeAll(() => h.init());
 afterEach(() => h.cleanup());
-
-/** A raw client with our test client's certificate, past the SETTINGS exchange. */
-async function attacker(port: number): Promise<RawH2Client> {
-  const c = await RawH2Client.connect({ port, tls: peerCredentials(h.client.minted, ca) });
-  h.defer(() => c.destroy());
-  await c.waitFor(
-    (f) => f.type === FrameType.SETTINGS && (f.flags & FrameFlag.ACK) !== 0,
-    5_000,
-    'SETTINGS ACK',
-  );
-  return c;
-}
 
 /** Counts handler calls; echoes every tunnel it is given. */
 function echoServer(): { handler: TunnelHandler; calls: () => number } {
@@ -103,7 +77,7 @@ describe('malformed CONNECTs are reset with PROTOCOL_ERROR before the handler', 
   it.each(cases)('CONNECT with %s', async (_name, fields) => {
     const server = echoServer();
     const { port } = await h.server_(server.handler);
-    const c = await attacker(port);
+    const c = await h.attacker(port);
     const id = c.request(fields);
     expect(await c.outcome(id)).toEqual({ kind: 'reset', code: ErrorCode.PROTOCOL_ERROR });
     // A stream error: the same connection still carries a good CONNECT.
@@ -149,7 +123,7 @@ describe('a CONNECT the server cannot use is answered 400, `:status` only', () =
   it.each(cases)('%s', async (name, fields) => {
     const server = echoServer();
     const { port } = await h.server_(server.handler);
-    const c = await attacker(port);
+    const c = await h.attacker(port);
     const id = c.request(fields);
     const outcome = await c.outcome(id);
     if (name === 'userinfo' && outcome.kind === 'reset') {
@@ -172,7 +146,7 @@ describe('floods of malformed CONNECTs', () => {
     // Waves of 100 keep the client under the 200 streams it may have open at once.
     const server = echoServer();
     const { srv, port } = await h.server_(server.handler);
-    const c = await attacker(port);
+    const c = await h.attacker(port);
     const mem = memoryWatch();
     const started = Date.now();
     const ids: number[] = [];
@@ -205,7 +179,7 @@ describe('floods of malformed CONNECTs', () => {
     // connection is node's maxSessionInvalidFrames (1,000), with GOAWAY.
     const server = echoServer();
     const { srv, port } = await h.server_(server.handler);
-    const c = await attacker(port);
+    const c = await h.attacker(port);
     const mem = memoryWatch();
     let sent = 0;
     for (; sent < 3_000 && !c.isClosed; sent++) {

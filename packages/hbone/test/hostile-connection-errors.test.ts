@@ -17,40 +17,23 @@ import {
   FrameFlag,
   FrameType,
   headersFrame,
-  peerCredentials,
   priorityFrame,
-  RawH2Client,
+  type RawH2Client,
   reportAttack,
   SettingId,
   settingsFrame,
-  type TestCa,
   windowUpdateFrame,
 } from '@hbone/testkit';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { TunnelHandler } from '../src/index.js';
-import { caFor, readAll } from './fixtures.js';
+import { readAll } from './fixtures.js';
 import { Harness } from './harness.js';
 
 const h = new Harness();
-let ca: TestCa;
-beforeAll(async () => {
-  await h.init();
-  ca = await caFor('cluster.local');
-});
+beforeAll(() => h.init());
 afterEach(() => h.cleanup());
 
 const LIVENESS = { pingIntervalMs: 100, pingTimeoutMs: 200 };
-
-async function attacker(port: number): Promise<RawH2Client> {
-  const c = await RawH2Client.connect({ port, tls: peerCredentials(h.client.minted, ca) });
-  h.defer(() => c.destroy());
-  await c.waitFor(
-    (f) => f.type === FrameType.SETTINGS && (f.flags & FrameFlag.ACK) !== 0,
-    5_000,
-    'SETTINGS ACK',
-  );
-  return c;
-}
 
 async function expectStillServes(port: number): Promise<void> {
   const session = await h.connect(port);
@@ -177,7 +160,7 @@ describe('connection errors: GOAWAY, then the connection is closed', () => {
   it.each(cases)('%s', async (name, attack, codes) => {
     const server = echoServer();
     const { srv, port } = await h.server_(server.handler, LIVENESS);
-    const c = await attacker(port);
+    const c = await h.attacker(port);
     attack(c);
     const goaway = await c.waitFor((f) => f.type === FrameType.GOAWAY, 5_000, 'GOAWAY');
     const code = goaway.payload.readUInt32BE(4);
@@ -196,7 +179,7 @@ describe('connection errors: GOAWAY, then the connection is closed', () => {
     // Either way the server stays safe and keeps serving.
     const server = echoServer();
     const { port } = await h.server_(server.handler, LIVENESS);
-    const c = await attacker(port);
+    const c = await h.attacker(port);
     c.send(priorityFrame(1, 1));
     const goaway = await c
       .waitFor((f) => f.type === FrameType.GOAWAY, 1_000, 'GOAWAY')
@@ -209,7 +192,7 @@ describe('connection errors: GOAWAY, then the connection is closed', () => {
   it('the idle timeout closes such a connection too when PING liveness is off', async () => {
     const server = echoServer();
     const { srv, port } = await h.server_(server.handler, { pingIntervalMs: 0, idleTimeoutMs: 300 });
-    const c = await attacker(port);
+    const c = await h.attacker(port);
     c.send(dataFrame(99, 'x'));
     await c.waitFor((f) => f.type === FrameType.GOAWAY, 5_000, 'GOAWAY');
     const closed = await c.waitForClose(3_000);
@@ -222,7 +205,7 @@ describe('frames the server ignores, as RFC 9113 allows', () => {
   it('an unknown frame type (RFC 9113 5.5): ignored, the connection carries a tunnel afterwards', async () => {
     const server = echoServer();
     const { port } = await h.server_(server.handler, LIVENESS);
-    const c = await attacker(port);
+    const c = await h.attacker(port);
     c.send(encodeFrame(0xfa, 0xff, 0, Buffer.alloc(1000, 1)), encodeFrame(0xfb, 0, 3, Buffer.alloc(10)));
     const id = c.connectRequest('10.0.0.1:80');
     expect(await c.outcome(id)).toMatchObject({ kind: 'response', status: 200 });
@@ -236,7 +219,7 @@ describe('frames the server ignores, as RFC 9113 allows', () => {
   it('HEADERS on a stream id lower than one already used: nghttp2 drops it (RFC 9113 5.1.1 wants a connection error)', async () => {
     const server = echoServer();
     const { port } = await h.server_(server.handler, LIVENESS);
-    const c = await attacker(port);
+    const c = await h.attacker(port);
     c.send(headersFrame(5, CONNECT), headersFrame(3, CONNECT));
     expect(await c.outcome(5)).toMatchObject({ kind: 'response', status: 200 });
     await new Promise((r) => setTimeout(r, 100));

@@ -17,10 +17,9 @@ import {
   FrameFlag,
   FrameType,
   memoryWatch,
-  peerCredentials,
   pingFrame,
   priorityFrame,
-  RawH2Client,
+  type RawH2Client,
   reportAttack,
   SettingId,
   settingsFrame,
@@ -33,24 +32,13 @@ import { caFor, readAll } from './fixtures.js';
 import { Harness } from './harness.js';
 
 const h = new Harness();
-let ca: TestCa;
+let _ca: TestCa;
 beforeAll(async () => {
   await h.init();
-  ca = await caFor('cluster.local');
+  _ca = await caFor('cluster.local');
   collectGarbage();
 });
 afterEach(() => h.cleanup());
-
-async function attacker(port: number): Promise<RawH2Client> {
-  const c = await RawH2Client.connect({ port, tls: peerCredentials(h.client.minted, ca) });
-  h.defer(() => c.destroy());
-  await c.waitFor(
-    (f) => f.type === FrameType.SETTINGS && (f.flags & FrameFlag.ACK) !== 0,
-    5_000,
-    'SETTINGS ACK',
-  );
-  return c;
-}
 
 const echo: TunnelHandler = (t) => {
   const tunnel = t.accept();
@@ -89,7 +77,7 @@ describe('PING and SETTINGS floods from a peer that never reads the ACKs', () =>
 
   it('node socket path: PING flood -> the connection is closed after ~1,000 unsent ACKs', async () => {
     const { srv, port } = await h.server_(echo, native);
-    const c = await attacker(port);
+    const c = await h.attacker(port);
     c.pause();
     const mem = memoryWatch();
     const sent = await flood(c, 200_000, (i) => pingFrame(BigInt(i)));
@@ -109,7 +97,7 @@ describe('PING and SETTINGS floods from a peer that never reads the ACKs', () =>
 
   it('node socket path: SETTINGS flood -> the connection is closed', async () => {
     const { srv, port } = await h.server_(echo, native);
-    const c = await attacker(port);
+    const c = await h.attacker(port);
     c.pause();
     const sent = await flood(c, 200_000, (i) =>
       settingsFrame([[SettingId.INITIAL_WINDOW_SIZE, 65_535 + (i % 7)]]),
@@ -127,7 +115,7 @@ describe('PING and SETTINGS floods from a peer that never reads the ACKs', () =>
   // before MAX_WRITE_BUFFER_BYTES, counted in bytes, tripped). _writev now coalesces each batch.
   it('default server: PING flood -> memory stays within the bytes of the ACKs', async () => {
     const { port } = await h.server_(echo);
-    const c = await attacker(port);
+    const c = await h.attacker(port);
     c.pause();
     const mem = memoryWatch();
     const sent = await flood(c, 1_000_000, (i) => pingFrame(BigInt(i)));
@@ -146,7 +134,7 @@ describe('PING and SETTINGS floods from a peer that never reads the ACKs', () =>
 describe('floods the server answers or ignores, from a peer that reads', () => {
   it('PING flood while reading: every PING answered, a good client served meanwhile, memory bounded', async () => {
     const { port } = await h.server_(echo);
-    const c = await attacker(port);
+    const c = await h.attacker(port);
     const mem = memoryWatch();
     const started = Date.now();
     const flooding = flood(c, 200_000, (i) => pingFrame(BigInt(i)));
@@ -170,7 +158,7 @@ describe('floods the server answers or ignores, from a peer that reads', () => {
 
   it('PRIORITY flood on 100,000 fresh stream ids: ignored, bounded, the connection still carries a tunnel', async () => {
     const { port } = await h.server_(echo);
-    const c = await attacker(port);
+    const c = await h.attacker(port);
     const mem = memoryWatch();
     const started = Date.now();
     const sent = await flood(c, 100_000, (i) => priorityFrame(2 * i + 101, 2 * i + 99));
@@ -184,7 +172,7 @@ describe('floods the server answers or ignores, from a peer that reads', () => {
 
   it('100,000 empty DATA frames on an open tunnel (CVE-2019-9518): the connection is closed', async () => {
     const { srv, port } = await h.server_(echo);
-    const c = await attacker(port);
+    const c = await h.attacker(port);
     const id = c.connectRequest('10.0.0.1:80');
     expect(await c.outcome(id)).toMatchObject({ kind: 'response', status: 200 });
     const sent = await flood(c, 100_000, () => dataFrame(id, Buffer.alloc(0)));
@@ -198,7 +186,7 @@ describe('floods the server answers or ignores, from a peer that reads', () => {
 
   it('100,000 WINDOW_UPDATEs of 1 byte (no overflow): harmless, the tunnel still echoes', async () => {
     const { port } = await h.server_(echo);
-    const c = await attacker(port);
+    const c = await h.attacker(port);
     const id = c.connectRequest('10.0.0.1:80');
     expect(await c.outcome(id)).toMatchObject({ kind: 'response', status: 200 });
     const mem = memoryWatch();

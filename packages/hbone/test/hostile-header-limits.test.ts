@@ -9,41 +9,23 @@ import {
   continuationFrame,
   ErrorCode,
   encodeHeaderBlock,
-  FrameFlag,
   FrameType,
   type HeaderField,
   headersFrame,
   hpackIndexed,
   hpackLiteralWithIndexing,
   memoryWatch,
-  peerCredentials,
-  RawH2Client,
+  type RawH2Client,
   reportAttack,
-  type TestCa,
 } from '@hbone/testkit';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidBaggageError, type TunnelHandler } from '../src/index.js';
-import { caFor, readAll } from './fixtures.js';
+import { readAll } from './fixtures.js';
 import { Harness } from './harness.js';
 
 const h = new Harness();
-let ca: TestCa;
-beforeAll(async () => {
-  await h.init();
-  ca = await caFor('cluster.local');
-});
+beforeAll(() => h.init());
 afterEach(() => h.cleanup());
-
-async function attacker(port: number): Promise<RawH2Client> {
-  const c = await RawH2Client.connect({ port, tls: peerCredentials(h.client.minted, ca) });
-  h.defer(() => c.destroy());
-  await c.waitFor(
-    (f) => f.type === FrameType.SETTINGS && (f.flags & FrameFlag.ACK) !== 0,
-    5_000,
-    'SETTINGS ACK',
-  );
-  return c;
-}
 
 async function expectStillServes(port: number): Promise<void> {
   const session = await h.connect(port);
@@ -108,7 +90,7 @@ describe('header lists beyond SETTINGS_MAX_HEADER_LIST_SIZE (64 KiB)', () => {
   it('20 fields of 4 KiB (80 KiB): RST_STREAM(ENHANCE_YOUR_CALM), the connection lives on', async () => {
     const server = baggageServer();
     const { port } = await h.server_(server.handler);
-    const c = await attacker(port);
+    const c = await h.attacker(port);
     const fields = Array.from({ length: 20 }, (_, i): HeaderField => [`x-filler-${i}`, 'f'.repeat(4096)]);
     const id = c.request([...CONNECT, ...fields]);
     expect(await c.outcome(id)).toEqual({ kind: 'reset', code: ErrorCode.ENHANCE_YOUR_CALM });
@@ -120,7 +102,7 @@ describe('header lists beyond SETTINGS_MAX_HEADER_LIST_SIZE (64 KiB)', () => {
   it('just under the limit (60 KiB) is served', async () => {
     const server = baggageServer();
     const { port } = await h.server_(server.handler);
-    const c = await attacker(port);
+    const c = await h.attacker(port);
     const id = c.request([...CONNECT, ['x-filler', 'f'.repeat(60 * 1024)]]);
     expect(await c.outcome(id)).toMatchObject({ kind: 'response', status: 200 });
   });
@@ -128,7 +110,7 @@ describe('header lists beyond SETTINGS_MAX_HEADER_LIST_SIZE (64 KiB)', () => {
   it('one field of 70 KiB: nghttp2 refuses it as a connection error, GOAWAY(COMPRESSION_ERROR)', async () => {
     const server = baggageServer();
     const { srv, port } = await h.server_(server.handler, LIVENESS);
-    const c = await attacker(port);
+    const c = await h.attacker(port);
     c.request([...CONNECT, ['x-filler', 'f'.repeat(70 * 1024)]]);
     await expectGoawayThenClose(c, ErrorCode.COMPRESSION_ERROR);
     expect(server.calls()).toBe(0);
@@ -139,7 +121,7 @@ describe('header lists beyond SETTINGS_MAX_HEADER_LIST_SIZE (64 KiB)', () => {
   it('more than 128 fields (node maxHeaderListPairs): RST_STREAM(ENHANCE_YOUR_CALM)', async () => {
     const server = baggageServer();
     const { port } = await h.server_(server.handler);
-    const c = await attacker(port);
+    const c = await h.attacker(port);
     const fields = Array.from({ length: 200 }, (_, i): HeaderField => [`x-f${i}`, 'v']);
     expect(await c.outcome(c.request([...CONNECT, ...fields]))).toEqual({
       kind: 'reset',
@@ -152,7 +134,7 @@ describe('header lists beyond SETTINGS_MAX_HEADER_LIST_SIZE (64 KiB)', () => {
   it('an HPACK bomb (one 4 KB field indexed, then referenced 10,000 times at a byte each): reset, not decoded', async () => {
     const server = baggageServer();
     const { port } = await h.server_(server.handler);
-    const c = await attacker(port);
+    const c = await h.attacker(port);
     const mem = memoryWatch();
     const id = c.nextStreamId();
     const block = Buffer.concat([
@@ -172,7 +154,7 @@ describe('header lists beyond SETTINGS_MAX_HEADER_LIST_SIZE (64 KiB)', () => {
   it('a CONTINUATION flood (CVE-2024-27316 style): the connection is closed within a bounded number of frames', async () => {
     const server = baggageServer();
     const { srv, port } = await h.server_(server.handler);
-    const c = await attacker(port);
+    const c = await h.attacker(port);
     const mem = memoryWatch();
     const id = c.nextStreamId();
     c.send(headersFrame(id, encodeHeaderBlock(CONNECT), { endHeaders: false }));
@@ -196,7 +178,7 @@ describe('baggage from a hostile peer reaches the handler only as a typed error'
   it('10,000 baggage members (40 KB, under the header limit): InvalidBaggageError, parsed in bounded time', async () => {
     const server = baggageServer();
     const { port } = await h.server_(server.handler);
-    const c = await attacker(port);
+    const c = await h.attacker(port);
     const baggage = Array.from({ length: 10_000 }, () => 'k=v').join(',');
     const id = c.request([...CONNECT, ['baggage', baggage]]);
     expect(await c.outcome(id)).toMatchObject({ kind: 'response', status: 400 });
@@ -210,7 +192,7 @@ describe('baggage from a hostile peer reaches the handler only as a typed error'
   it('10,000 members of 8 bytes each (79 KB): beyond the header limit, GOAWAY(COMPRESSION_ERROR)', async () => {
     const server = baggageServer();
     const { port } = await h.server_(server.handler, LIVENESS);
-    const c = await attacker(port);
+    const c = await h.attacker(port);
     c.request([...CONNECT, ['baggage', Array.from({ length: 10_000 }, (_, i) => `k${i}=v`).join(',')]]);
     await expectGoawayThenClose(c, ErrorCode.COMPRESSION_ERROR);
     expect(server.calls()).toBe(0);
@@ -220,7 +202,7 @@ describe('baggage from a hostile peer reaches the handler only as a typed error'
   it('10,000 separate baggage fields: RST_STREAM(ENHANCE_YOUR_CALM)', async () => {
     const server = baggageServer();
     const { port } = await h.server_(server.handler);
-    const c = await attacker(port);
+    const c = await h.attacker(port);
     const fields = Array.from({ length: 10_000 }, (_, i): HeaderField => ['baggage', `k${i}=v`]);
     expect(await c.outcome(c.request([...CONNECT, ...fields]))).toEqual({
       kind: 'reset',
@@ -233,7 +215,7 @@ describe('baggage from a hostile peer reaches the handler only as a typed error'
   it('non-ASCII baggage (UTF-8 bytes on the wire): InvalidBaggageError from workload()', async () => {
     const server = baggageServer();
     const { port } = await h.server_(server.handler);
-    const c = await attacker(port);
+    const c = await h.attacker(port);
     const id = c.request([...CONNECT, ['baggage', Buffer.from('k8s.namespace.name=café', 'utf8')]]);
     expect(await c.outcome(id)).toMatchObject({ kind: 'response', status: 400 });
     expect(server.errors[0]).toBeInstanceOf(InvalidBaggageError);
@@ -250,7 +232,7 @@ describe('baggage from a hostile peer reaches the handler only as a typed error'
     });
     const handlerErrors: unknown[] = [];
     srv.on('handlerError', (err: unknown) => handlerErrors.push(err));
-    const c = await attacker(port);
+    const c = await h.attacker(port);
     const id = c.request([...CONNECT, ['baggage', Buffer.from([0x6b, 0x3d, 0xff, 0xfe])]]);
     expect(await c.outcome(id)).toMatchObject({ kind: 'response', status: 503 });
     expect(handlerErrors).toHaveLength(1);
@@ -270,7 +252,7 @@ describe('baggage from a hostile peer reaches the handler only as a typed error'
       tunnel.on('error', () => {});
       tunnel.pipe(tunnel);
     });
-    const c = await attacker(port);
+    const c = await h.attacker(port);
     const id = c.request([
       [':method', 'CONNECT'],
       [':authority', '10.0.0.9:80'],

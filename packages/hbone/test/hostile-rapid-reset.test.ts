@@ -11,15 +11,10 @@ import * as net from 'node:net';
 import {
   ErrorCode,
   encodeHeaderBlock,
-  FrameFlag,
-  FrameType,
   headersFrame,
   memoryWatch,
-  peerCredentials,
-  RawH2Client,
   reportAttack,
   rstStreamFrame,
-  type TestCa,
   windowUpdateFrame,
 } from '@hbone/testkit';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -29,27 +24,12 @@ import {
   SessionClosedError,
   type TunnelHandler,
 } from '../src/index.js';
-import { caFor, readAll } from './fixtures.js';
+import { readAll } from './fixtures.js';
 import { Harness } from './harness.js';
 
 const h = new Harness();
-let ca: TestCa;
-beforeAll(async () => {
-  await h.init();
-  ca = await caFor('cluster.local');
-});
+beforeAll(() => h.init());
 afterEach(() => h.cleanup());
-
-async function attacker(port: number): Promise<RawH2Client> {
-  const c = await RawH2Client.connect({ port, tls: peerCredentials(h.client.minted, ca) });
-  h.defer(() => c.destroy());
-  await c.waitFor(
-    (f) => f.type === FrameType.SETTINGS && (f.flags & FrameFlag.ACK) !== 0,
-    5_000,
-    'SETTINGS ACK',
-  );
-  return c;
-}
 
 /** A TCP echo upstream that counts the connections it accepted. */
 async function countingUpstream(): Promise<{ port: number; accepted: () => number }> {
@@ -113,7 +93,7 @@ describe('rapid reset', () => {
     ["node's socket path", { bufferWrites: false }],
   ])('10,000 HEADERS + RST_STREAM(CANCEL) on %s: GOAWAY(ENHANCE_YOUR_CALM), closed, bounded dials', async (_name, extra) => {
     const { srv, port, upstream, calls, clientErrors } = await forwardingServer(extra);
-    const c = await attacker(port);
+    const c = await h.attacker(port);
     const mem = memoryWatch();
     const started = Date.now();
     let pairs = 0;
@@ -158,7 +138,7 @@ describe('rapid reset', () => {
 
   it('RST_STREAM(NO_ERROR) counts too: a reset before the answer is a reset whatever its code', async () => {
     const { srv, port, calls } = await forwardingServer();
-    const c = await attacker(port);
+    const c = await h.attacker(port);
     let pairs = 0;
     while (pairs < 5_000 && !c.isClosed) {
       const frames: Buffer[] = [];
@@ -179,7 +159,7 @@ describe('rapid reset', () => {
 
   it('"made you reset": HEADERS + a stream WINDOW_UPDATE overflow, so the server resets; closed at once', async () => {
     const { srv, port, calls } = await forwardingServer();
-    const c = await attacker(port);
+    const c = await h.attacker(port);
     let pairs = 0;
     while (pairs < 5_000 && !c.isClosed) {
       const frames: Buffer[] = [];
@@ -235,7 +215,7 @@ describe('what is not rapid reset', () => {
       tunnel.on('error', () => {});
       tunnel.pipe(tunnel);
     });
-    const c = await attacker(port);
+    const c = await h.attacker(port);
     const slow = encodeHeaderBlock([
       [':method', 'CONNECT'],
       [':authority', '10.0.0.9:80'],

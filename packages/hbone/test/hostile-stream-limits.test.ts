@@ -10,35 +10,18 @@ import {
   FrameFlag,
   FrameType,
   memoryWatch,
-  peerCredentials,
-  RawH2Client,
+  type RawH2Client,
   reportAttack,
   type StreamOutcome,
-  type TestCa,
 } from '@hbone/testkit';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { IncomingTunnel } from '../src/index.js';
-import { caFor, readAll } from './fixtures.js';
+import { readAll } from './fixtures.js';
 import { Harness } from './harness.js';
 
 const h = new Harness();
-let ca: TestCa;
-beforeAll(async () => {
-  await h.init();
-  ca = await caFor('cluster.local');
-});
+beforeAll(() => h.init());
 afterEach(() => h.cleanup());
-
-async function attacker(port: number): Promise<RawH2Client> {
-  const c = await RawH2Client.connect({ port, tls: peerCredentials(h.client.minted, ca) });
-  h.defer(() => c.destroy());
-  await c.waitFor(
-    (f) => f.type === FrameType.SETTINGS && (f.flags & FrameFlag.ACK) !== 0,
-    5_000,
-    'SETTINGS ACK',
-  );
-  return c;
-}
 
 /** Holds CONNECTs to 10.0.0.9 unanswered; echoes everything else. */
 async function holdingServer(maxConcurrentStreams?: number) {
@@ -82,7 +65,7 @@ describe('streams beyond SETTINGS_MAX_CONCURRENT_STREAMS', () => {
   it('limit 10: the 11th stream never reaches the handler; only the offending connection suffers', async () => {
     const { srv, port, held } = await holdingServer(10);
     const bystander = await h.connect(port);
-    const c = await attacker(port);
+    const c = await h.attacker(port);
     const settings = c.frames.find((f) => f.type === FrameType.SETTINGS && (f.flags & FrameFlag.ACK) === 0)!;
     expect(settings.payload.readUInt16BE(0)).toBe(3); // MAX_CONCURRENT_STREAMS first: 10
     expect(settings.payload.readUInt32BE(2)).toBe(10);
@@ -108,7 +91,7 @@ describe('streams beyond SETTINGS_MAX_CONCURRENT_STREAMS', () => {
 
   it('the default limit (200): 200 held streams are fine, the 201st is refused, memory stays small', async () => {
     const { port, held } = await holdingServer();
-    const c = await attacker(port);
+    const c = await h.attacker(port);
     const mem = memoryWatch();
     for (let i = 0; i < 200; i++) c.connectRequest('10.0.0.9:80');
     await expect.poll(() => held.length, { timeout: 5_000 }).toBe(200);
