@@ -15,10 +15,10 @@ import type { Server, TLSSocket } from 'node:tls';
 import * as tls from 'node:tls';
 import { type Authorizer, authorize } from './authorizer.js';
 import type { Unsubscribe } from './change-listeners.js';
-import { NoPeerCertificateError, PeerNotVerifiedError } from './errors.js';
+import { NoPeerCertificateError, PeerNotVerifiedError, UntrustedChainError } from './errors.js';
 import type { SpiffeId } from './spiffe-id.js';
-import { type VerifiedSvid, verifyX509Svid } from './verify.js';
-import type { X509BundleSource } from './x509-bundle.js';
+import { type VerifiedSvid, verifyLeafOfTlsValidatedPath, verifyX509Svid } from './verify.js';
+import type { X509Bundle, X509BundleSource } from './x509-bundle.js';
 import type { ParsedCertificate } from './x509-certificate.js';
 import type { X509Svid, X509SvidSource } from './x509-svid.js';
 import { MAX_CHAIN_LENGTH } from './x509-svid.js';
@@ -109,6 +109,10 @@ function authoritiesPem(bundleSource: X509BundleSource): string[] {
 }
 
 function contextOptions(svid: X509Svid, bundleSource: X509BundleSource) {
+  // Our own intermediates are the likeliest issuers of our peers' SVIDs (one CA per mesh): with
+  // them at hand a peer verifies from its leaf even where Node hides the chain it sent
+  // (nodejs/node#65579).
+  learnIntermediates(svid.intermediates);
   return {
     key: svid.privateKeyPem,
     // Leaf then intermediates, never the root (the peer has it in its bundle).
@@ -156,9 +160,9 @@ function chainOfPeerCertificate(cert: tls.PeerCertificate | tls.DetailedPeerCert
 
 /**
  * The peer's certificate chain (DER, leaf first), as Node links it from what the peer sent (and
- * the trust store). Uses `getPeerCertificate(true)`, which copies OpenSSL's chain: Node's
- * `getPeerX509Certificate()` removes the leaf from OpenSSL's peer chain on client sockets
- * (nodejs/node#65579), so this package never calls it.
+ * the trust store). Uses `getPeerCertificate(true)`, which copies OpenSSL's chain (Node's
+ * `getPeerX509Certificate()` links no further than the issuer it found). On Node 24.21 and
+ * 26.8+ a server gets the client's leaf alone (nodejs/node#65579); `verifyPeer` copes.
  */
 export function peerCertificateChain(socket: TLSSocket): Uint8Array[] {
   const cert = socket.getPeerCertificate(true);
@@ -234,15 +238,17 @@ export function tlsServerOptions(input: TlsCredentials): HboneTlsServerOptions {
  * alone (`getPeerCertificate(false)`) costs a few microseconds; with the usual intermediates at
  * hand most peers verify from their leaf. This is sound: intermediates are untrusted material
  * whose signatures and constraints are checked on every use, and only ones that were part of a
- * verified path are kept. Bounded; never more than a chain may hold.
+ * verified path (or of our own SVID) are kept. Bounded; never more than a chain may hold.
  */
 const knownIntermediates = new Map<string, ParsedCertificate>();
 const MAX_KNOWN_INTERMEDIATES = 8;
 
 function rememberIntermediates(verified: VerifiedSvid): void {
-  const chain = verified.verifiedChain;
-  for (let i = 1; i < chain.length - 1; i++) {
-    const c = chain[i]!;
+  learnIntermediates(verified.verifiedChain.slice(1, -1));
+}
+
+function learnIntermediates(certs: readonly ParsedCertificate[]): void {
+  for (const c of certs) {
     knownIntermediates.delete(c.key);
     knownIntermediates.set(c.key, c);
     if (knownIntermediates.size > MAX_KNOWN_INTERMEDIATES) {
@@ -268,9 +274,38 @@ export function verifyPeer(socket: TLSSocket, bundleSource: X509BundleSource, no
   } catch {
     // fall through to the chain the peer sent
   }
-  const verified = verifyX509Svid(peerCertificateChain(socket), bundleSource, { now });
-  rememberIntermediates(verified);
-  return verified;
+  const chain = peerCertificateChain(socket);
+  try {
+    const verified = verifyX509Svid(chain, bundleSource, { now });
+    rememberIntermediates(verified);
+    return verified;
+  } catch (err) {
+    if (!(err instanceof UntrustedChainError) || chain.length !== 1 || socket.authorized !== true) throw err;
+    // OpenSSL validated a path we cannot see: Node gave the leaf alone although the peer's
+    // issuer is no authority of ours (Node 24.21 and 26.8+ servers, nodejs/node#65579; older
+    // Nodes always link at least the authority). OpenSSL's store is the union of every bundle,
+    // so its verdict anchors the leaf in the leaf's own trust domain only when no other trust
+    // domain contributes an authority. Otherwise fail closed.
+    const leaf = verifyLeafOfTlsValidatedPath(chain[0]!, bundleSource, { now });
+    if (!storeHoldsOnly(bundleSource, leaf.bundle)) {
+      throw new UntrustedChainError(
+        `${err.message}; this Node.js (${process.version}) does not expose the intermediates the ` +
+          'peer sent (nodejs/node#65579), and with bundles of several trust domains TLS alone ' +
+          "cannot prove the path ends in the leaf's own",
+        { cause: err },
+      );
+    }
+    return leaf;
+  }
+}
+
+/** Whether every authority of every bundle of `source` is one of `bundle`'s. */
+function storeHoldsOnly(source: X509BundleSource, bundle: X509Bundle): boolean {
+  const own = new Set(bundle.authorities.map((a) => a.key));
+  for (const b of source.getX509Bundles()) {
+    for (const a of b.authorities) if (!own.has(a.key)) return false;
+  }
+  return true;
 }
 
 type Emit = (event: string | symbol, ...args: unknown[]) => boolean;

@@ -234,3 +234,29 @@ export function verifyX509Svid(
   }
   throw firstError;
 }
+
+/**
+ * Verifies the leaf of a path that TLS (OpenSSL) has already validated, for when the peer's
+ * intermediates cannot be had: Node 24.21 and 26.8+ servers drop them from
+ * `getPeerCertificate(true)` (nodejs/node#65579). The caller vouches that OpenSSL accepted the
+ * path against a store holding only authorities of the leaf's own trust domain, so the per trust
+ * domain anchoring of `verifyX509Svid` still holds; OpenSSL also checked the intermediates'
+ * signatures, CA flags, key usages, path lengths, name constraints and critical extensions.
+ * Here: the leaf rules, the leaf's validity at `options.now`, its critical extensions, and the
+ * name constraints of the trust domain's authorities when there is exactly one (the path's
+ * authority is then known). `verifiedChain` holds the leaf alone.
+ */
+export function verifyLeafOfTlsValidatedPath(
+  leafDer: Uint8Array | ParsedCertificate,
+  bundles: X509BundleSource,
+  options: VerifyOptions = {},
+): VerifiedSvid {
+  const leaf = parseCertificate(leafDer);
+  const id = leafSvidId(leaf);
+  const bundle = bundles.getX509BundleForTrustDomain(id.trustDomain);
+  if (bundle === undefined) throw new NoBundleError(id.trustDomain.name);
+  checkPath([leaf], options.now ?? new Date());
+  if (bundle.authorities.length === 1)
+    checkNameConstraints(bundle.authorities[0]!, 'authority', leaf, 'leaf');
+  return Object.freeze({ id, verifiedChain: Object.freeze([leaf]), bundle });
+}
