@@ -27,6 +27,7 @@ import {
   TCP_CONNECT_PHASE,
   TlsHandshakeError,
 } from './errors.js';
+import { INBOUND_BUDGET_BYTES, InboundBudget } from './inbound-budget.js';
 import { startLiveness } from './liveness.js';
 import {
   CLIENT_MAX_STREAMS_PER_CONNECTION,
@@ -68,6 +69,12 @@ export interface HboneClientOptions {
   maxStreams?: number;
   /** Source address to bind (ztunnel binds the source workload's IP when it can). */
   localAddress?: string;
+  /**
+   * Bytes one connection may hold for tunnels whose readers are behind before every stream
+   * window of it shrinks to 16 KiB (inbound-budget.ts). Default 16 MiB (ztunnel's connection
+   * window); 0 disables (bound: maxStreams x 4 MiB).
+   */
+  inboundBudgetBytes?: number;
 }
 
 export interface ConnectTarget {
@@ -88,6 +95,7 @@ interface ResolvedOptions {
   pingIntervalMs: number;
   pingTimeoutMs: number;
   maxStreams: number;
+  inboundBudgetBytes: number;
 }
 
 function positive(name: string, v: number | undefined, dflt: number, allowZero = false): number {
@@ -123,6 +131,7 @@ export function resolveClientOptions(opts: HboneClientOptions): ResolvedOptions 
     pingIntervalMs: positive('pingIntervalMs', opts.pingIntervalMs, PING_INTERVAL_MS, true),
     pingTimeoutMs: positive('pingTimeoutMs', opts.pingTimeoutMs, PING_TIMEOUT_MS),
     maxStreams: positive('maxStreams', opts.maxStreams, CLIENT_MAX_STREAMS_PER_CONNECTION),
+    inboundBudgetBytes: positive('inboundBudgetBytes', opts.inboundBudgetBytes, INBOUND_BUDGET_BYTES, true),
   };
 }
 
@@ -179,6 +188,7 @@ export class HboneClientSession extends EventEmitter {
   readonly #stopLiveness: () => void;
   /** "Is the connection gone?" for tunnels: node destroys streams before the socket on teardown. */
   readonly #connection: { readonly destroyed: boolean };
+  readonly #inbound: InboundBudget;
 
   /** @internal use `connect()` */
   constructor(
@@ -192,6 +202,7 @@ export class HboneClientSession extends EventEmitter {
     this.#socket = socket;
     this.peerIdentity = peer;
     this.#opts = opts;
+    this.#inbound = new InboundBudget(session, { budgetBytes: opts.inboundBudgetBytes });
     this.#connection = {
       get destroyed() {
         return session.destroyed || socket.destroyed;
@@ -345,6 +356,7 @@ export class HboneClientSession extends EventEmitter {
             requestHeaders: headers as http2.IncomingHttpHeaders,
             responseHeaders: resHeaders,
             socket: this.#connection,
+            inbound: this.#inbound,
           }),
         );
       };

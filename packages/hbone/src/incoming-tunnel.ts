@@ -12,6 +12,7 @@ import {
 import { headerValue } from './connect-request.js';
 import { type ForwardedElement, parseForwarded } from './forwarded.js';
 import { parseForwardedNetwork } from './forwarded-network.js';
+import type { InboundBudget } from './inbound-budget.js';
 import { H2_CODES } from './settings.js';
 import { parseTraceparent, type Traceparent } from './traceparent.js';
 import { HboneTunnel, resetStream } from './tunnel.js';
@@ -61,6 +62,7 @@ export class IncomingTunnel {
   readonly stream: ServerHttp2Stream;
   #decision: TunnelDecision = 'pending';
   readonly #socket: { readonly destroyed: boolean };
+  readonly #inbound: InboundBudget | undefined;
 
   constructor(
     stream: ServerHttp2Stream,
@@ -70,8 +72,10 @@ export class IncomingTunnel {
     connection: ConnectionAddresses,
     rawHeaders: readonly string[],
     socket: { readonly destroyed: boolean },
+    inbound?: InboundBudget,
   ) {
     this.#socket = socket;
+    this.#inbound = inbound;
     this.stream = stream;
     this.headers = headers;
     this.rawHeaders = rawHeaders;
@@ -131,6 +135,7 @@ export class IncomingTunnel {
       requestHeaders: this.headers,
       responseHeaders: responseHeaders as IncomingHttpHeaders,
       socket: this.#socket,
+      inbound: this.#inbound,
     });
   }
 

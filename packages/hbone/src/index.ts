@@ -14,6 +14,7 @@ export * from './errors.js';
 export * from './forward.js';
 export * from './forwarded.js';
 export * from './forwarded-network.js';
+export * from './inbound-budget.js';
 export * from './incoming-tunnel.js';
 export * from './join.js';
 export * from './liveness.js';

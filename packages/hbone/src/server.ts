@@ -16,6 +16,7 @@ import {
 } from '@hbone/spiffe';
 import { type Authority, parseAuthority } from './authority.js';
 import { H2HandshakeError, InvalidOptionError, SessionClosedError, TlsHandshakeError } from './errors.js';
+import { INBOUND_BUDGET_BYTES, InboundBudget } from './inbound-budget.js';
 import { connectionAddresses, IncomingTunnel, respondStatusOnly } from './incoming-tunnel.js';
 import { startLiveness } from './liveness.js';
 import {
@@ -74,6 +75,13 @@ export interface HboneServerOptions {
    */
   earlyResetBurst?: number;
   earlyResetsPerSecond?: number;
+  /**
+   * Bytes one connection may hold for tunnels whose readers are behind before every stream
+   * window of that connection shrinks to 16 KiB (inbound-budget.ts). node's HTTP/2 does not let
+   * the connection window bound this as ztunnel's does. Default 16 MiB (ztunnel's connection
+   * window); 0 disables (bound: maxConcurrentStreams x 4 MiB).
+   */
+  inboundBudgetBytes?: number;
 }
 
 export interface ServerConnectionInfo {
@@ -117,6 +125,7 @@ export class HboneServer extends EventEmitter {
       peer: SpiffeId;
       socket: tls.TLSSocket;
       connection: { readonly destroyed: boolean };
+      inbound: InboundBudget;
     }
   >();
   readonly #unsubscribe: () => void;
@@ -157,6 +166,7 @@ export class HboneServer extends EventEmitter {
       pingTimeoutMs: nonNegative('pingTimeoutMs', options.pingTimeoutMs, PING_TIMEOUT_MS),
       drainDeadlineMs: nonNegative('drainDeadlineMs', options.drainDeadlineMs, DRAIN_DEADLINE_MS),
       bufferWrites: options.bufferWrites ?? true,
+      inboundBudgetBytes: nonNegative('inboundBudgetBytes', options.inboundBudgetBytes, INBOUND_BUDGET_BYTES),
       earlyResetBurst: nonNegative('earlyResetBurst', options.earlyResetBurst, EARLY_RESET_BURST),
       earlyResetsPerSecond: nonNegative(
         'earlyResetsPerSecond',
@@ -297,6 +307,7 @@ export class HboneServer extends EventEmitter {
           return session.destroyed || socket.destroyed;
         },
       },
+      inbound: new InboundBudget(session, { budgetBytes: this.#opts.inboundBudgetBytes }),
     });
     this.#sessions.add(session);
     session.on('error', () => {}); // surfaced through 'close'
@@ -412,6 +423,7 @@ export class HboneServer extends EventEmitter {
       connectionAddresses(conn.socket),
       rawHeaders,
       conn.connection,
+      conn.inbound,
     );
     this.emit('tunnel', tunnel);
     if (this.#opts.handlerTimeoutMs > 0) {

@@ -1,6 +1,7 @@
 import type { Http2Stream, IncomingHttpHeaders } from 'node:http2';
 import { Duplex } from 'node:stream';
 import { SessionClosedError, StreamResetError, TunnelClosedError } from './errors.js';
+import type { InboundAccount, InboundBudget } from './inbound-budget.js';
 import { H2_CODES } from './settings.js';
 
 /**
@@ -33,6 +34,8 @@ export interface TunnelInfo {
 /** What the tunnel needs besides its stream: the connection's socket (not node's proxy of it). */
 export interface TunnelContext extends TunnelInfo {
   readonly socket: { readonly destroyed: boolean };
+  /** The connection's cap on bytes held for slow readers (inbound-budget.ts), if any. */
+  readonly inbound?: InboundBudget | undefined;
 }
 
 /**
@@ -65,6 +68,8 @@ export class HboneTunnel extends Duplex implements TunnelInfo {
   #readEnded = false;
   #pendingWrite: ((err?: Error | null) => void) | undefined;
   #peerClosed = false;
+  /** Where we report the bytes we hold (ours and the stream's) to the connection's budget. */
+  readonly #inbound: InboundAccount | undefined;
 
   constructor(stream: Http2Stream, info: TunnelContext) {
     // allowHalfOpen: our write side and the peer's are independent (TCP half-close).
@@ -76,10 +81,26 @@ export class HboneTunnel extends Duplex implements TunnelInfo {
     this.responseHeaders = info.responseHeaders;
     this.streamId = stream.id ?? 0;
 
+    this.#inbound = info.inbound?.account();
     stream.on('data', (chunk: Buffer) => {
       this.bytesReceived += chunk.length;
       if (!this.push(chunk)) stream.pause();
+      this.#inbound?.set(this.readableLength + stream.readableLength);
     });
+    if (this.#inbound !== undefined) {
+      const account = this.#inbound;
+      // A paused Http2Stream keeps buffering what the peer sends within the stream window, and
+      // emits nothing while it does: node's session hands each DATA chunk to `push()`, the one
+      // place to see the stream's buffer grow.
+      const push = stream.push;
+      stream.push = (chunk: unknown, encoding?: BufferEncoding): boolean => {
+        const more = push.call(stream, chunk, encoding);
+        account.set(this.readableLength + stream.readableLength);
+        return more;
+      };
+      // Read to the end (or gone): nothing held any more.
+      this.once('end', () => account.set(0));
+    }
     // node's Http2Stream#_destroy pushes an end-of-file of its own when the connection is torn
     // down: only an 'end' on a live stream is the peer's END_STREAM.
     stream.on('end', () => {
@@ -104,6 +125,7 @@ export class HboneTunnel extends Duplex implements TunnelInfo {
 
   override _read(): void {
     if (!this.#readEnded) this.#stream.resume();
+    this.#inbound?.set(this.readableLength + this.#stream.readableLength);
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
@@ -133,6 +155,7 @@ export class HboneTunnel extends Duplex implements TunnelInfo {
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.#inbound?.set(0);
     if (this.#pendingWrite) this.#flushPending(err ?? new TunnelClosedError('tunnel destroyed'));
     // A tunnel that finished both ways (peer's END_STREAM read, ours sent) is auto-destroyed
     // while node may not yet have marked the stream closed: sending a reset then would put a

@@ -12,7 +12,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { collectGarbage, memoryWatch } from '@hbone/testkit';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
+  CLAMPED_STREAM_WINDOW_BYTES,
+  type HboneServerOptions,
   type HboneTunnel,
+  INBOUND_BUDGET_BYTES,
   INITIAL_CONNECTION_WINDOW_BYTES,
   INITIAL_STREAM_WINDOW_BYTES,
 } from '../src/index.js';
@@ -38,7 +41,7 @@ const report = (name: string, facts: Record<string, unknown>): void => {
  * A server whose tunnels to STALLED_HOST are accepted and never read; every other tunnel is a
  * hashing sink that answers with the sha256 and the byte count of what it read, then ends.
  */
-async function server() {
+async function server(extra: Partial<HboneServerOptions> = {}) {
   const stalled: HboneTunnel[] = [];
   const { srv, port } = await h.server_((t) => {
     const tunnel = t.accept();
@@ -54,7 +57,7 @@ async function server() {
       n += c.length;
     });
     tunnel.on('end', () => tunnel.end(`${hash.digest('hex')} ${n}`));
-  });
+  }, extra);
   return { srv, port, stalled };
 }
 
@@ -121,8 +124,8 @@ async function plateau(read: () => number, quietMs = 300, maxMs = 10_000): Promi
   return last;
 }
 
-async function scenario(stalledCount: number) {
-  const { port, stalled } = await server();
+async function scenario(stalledCount: number, extra: Partial<HboneServerOptions> = {}) {
+  const { port, stalled } = await server(extra);
   const session = await h.connect(port);
   const mem = memoryWatch();
 
@@ -184,12 +187,13 @@ describe('one stalled tunnel on a busy connection', () => {
     expect(got).toBe(r.floods[0]!.accepted);
   });
 
-  it('ten stalled tunnels cost about ten stream windows, and still do not hold up the others', async () => {
-    const r = await scenario(10);
+  it('without the inbound budget, ten stalled tunnels cost ten stream windows and still do not hold up the others', async () => {
+    const r = await scenario(10, { inboundBudgetBytes: 0 });
     const perStalled = r.accepted / 10;
-    report('10 stalled + 10 x 8 MiB', {
+    report('10 stalled + 10 x 8 MiB, no budget', {
       acceptedIntoStalledBytes: r.accepted,
       perStalledBytes: perStalled,
+      serverHeldBytes: sum(r.serverBuffered),
       othersMs: r.othersMs,
       ...r.growth,
     });
@@ -199,24 +203,67 @@ describe('one stalled tunnel on a busy connection', () => {
     }
     // Each stalled stream keeps its own window; with node's HTTP/2 the connection window does not
     // cap their sum (node returns connection credit as DATA arrives, whoever reads it).
+    expect(sum(r.serverBuffered)).toBeGreaterThan(9 * INITIAL_STREAM_WINDOW_BYTES);
     expect(r.growth.heapUsedMiB + r.growth.arrayBuffersMiB).toBeLessThan(10 * 4 * 2 + 24);
   });
 
-  // Expected to fail: ztunnel's Rust h2 returns connection-window credit only as the application
-  // reads, so the 16 MiB connection window caps what one connection can make it buffer. node's
-  // HTTP/2 returns connection credit as DATA arrives (node_http2.cc OnDataChunkReceived calls
-  // nghttp2_session_consume_connection at once; only stream credit waits for the reader), so the
-  // stalled streams of one connection add up: maxConcurrentStreams (200) x 4 MiB = 800 MiB per
-  // connection on the server. When a per-connection budget exists (see docs/load.md), flip to it().
-  it.fails('the stalled tunnels of one connection together stay within its 16 MiB connection window', async () => {
-    const { port } = await server();
+  // ztunnel's Rust h2 returns connection-window credit only as the application reads, so the
+  // 16 MiB connection window caps what one connection can make it buffer. node's HTTP/2 returns
+  // connection credit as DATA arrives (node_http2.cc OnDataChunkReceived), so without the inbound
+  // budget the stalled streams add up to maxConcurrentStreams (200) x 4 MiB = 800 MiB. The budget
+  // (inbound-budget.ts) shrinks every stream window to 16 KiB once the connection holds 16 MiB:
+  // what the peer had already sent still lands (its socket buffers and ours: IN_FLIGHT_SLACK,
+  // measured up to 9 MiB on loopback), and each stream opened after that fills its 16 KiB.
+  const IN_FLIGHT_SLACK = 12 * MiB;
+
+  it('with the inbound budget, ten stalled tunnels hold about 16 MiB and the others still finish', async () => {
+    const r = await scenario(10);
+    report('10 stalled + 10 x 8 MiB, 16 MiB budget', {
+      acceptedIntoStalledBytes: r.accepted,
+      serverHeldBytes: sum(r.serverBuffered),
+      othersMs: r.othersMs,
+      ...r.growth,
+    });
+    for (const f of r.floods) expect(f.error).toBeUndefined();
+    expect(sum(r.serverBuffered)).toBeGreaterThanOrEqual(INBOUND_BUDGET_BYTES);
+    expect(sum(r.serverBuffered)).toBeLessThanOrEqual(INBOUND_BUDGET_BYTES + IN_FLIGHT_SLACK);
+    // Every stalled tunnel still delivers every byte once its reader comes back.
+    await Promise.all(
+      r.stalled.map(async (t, i) => {
+        let got = 0;
+        const ended = new Promise((resolve) => t.once('end', resolve));
+        t.on('data', (c: Buffer) => {
+          got += c.length;
+        });
+        r.floods[i]!.stop();
+        await ended;
+        expect(got).toBe(r.floods[i]!.accepted);
+      }),
+    );
+  });
+
+  it('one hundred stalled tunnels on one connection hold about 16 MiB, not 100 x 4 MiB', async () => {
+    const { port, stalled } = await server();
     const session = await h.connect(port);
     const floods: Array<ReturnType<typeof flood>> = [];
-    for (let i = 0; i < 10; i++) {
+    for (let i = 0; i < 100; i++) {
       floods.push(flood(await session.open({ authority: `${STALLED_HOST}:80` }), 64 * MiB));
     }
-    const accepted = await plateau(() => floods.reduce((s, f) => s + f.accepted, 0));
-    report('10 stalled, connection total', { acceptedBytes: accepted });
-    expect(accepted).toBeLessThanOrEqual(INITIAL_CONNECTION_WINDOW_BYTES + MiB);
+    const held = (): number => sum(stalled.map((t) => t.readableLength + t.stream.readableLength));
+    await plateau(() => floods.reduce((s, f) => s + f.accepted, 0));
+    report('100 stalled, connection total', { serverHeldBytes: held() });
+    expect(stalled).toHaveLength(100);
+    expect(held()).toBeGreaterThanOrEqual(INBOUND_BUDGET_BYTES);
+    expect(held()).toBeLessThanOrEqual(
+      INBOUND_BUDGET_BYTES + 100 * CLAMPED_STREAM_WINDOW_BYTES + IN_FLIGHT_SLACK,
+    );
+    // A new tunnel on the same connection still works (in 16 KiB steps while the budget holds).
+    const body = data.subarray(0, 2 * MiB);
+    const { answer } = await transfer(await session.open({ authority: '10.0.0.1:80' }), body);
+    expect(answer).toBe(`${createHash('sha256').update(body).digest('hex')} ${2 * MiB}`);
   });
 });
+
+function sum(xs: readonly number[]): number {
+  return xs.reduce((s, x) => s + x, 0);
+}

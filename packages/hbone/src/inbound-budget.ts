@@ -1,0 +1,113 @@
+/**
+ * A per-connection cap on the payload bytes held for tunnels whose readers are behind.
+ *
+ * ztunnel's Rust h2 returns connection-window credit only as the application reads, so the
+ * 16 MiB connection window caps what one connection can make it buffer. node:http2 returns
+ * connection credit as DATA arrives (node_http2.cc `OnDataChunkReceived` calls
+ * `nghttp2_session_consume_connection` at once); only stream credit waits for the reader. Left
+ * alone, the stalled streams of one connection add up: 200 streams x 4 MiB = 800 MiB.
+ *
+ * The budget restores the bound with the one lever HTTP/2 leaves a receiver: the stream windows.
+ * Each tunnel reports what it holds (its own buffer plus its Http2Stream's); when the connection
+ * total passes `budgetBytes` we send SETTINGS_INITIAL_WINDOW_SIZE = `clampedWindowBytes` (16 KiB), which
+ * shrinks every stream window of the connection at once (RFC 9113 section 6.9.2: the peer
+ * adjusts all of them by the difference; a stalled stream's window goes negative and it stops).
+ * Streams whose readers keep up go on, in smaller steps. Once the total falls below half the
+ * budget, the ztunnel window comes back the same way. The bound is soft: DATA the peer sent
+ * before it read our SETTINGS still arrives (what its socket and ours had in flight).
+ *
+ * One SETTINGS change is in flight at a time (we wait for its ACK), so a reader that hovers at
+ * the threshold cannot make us flood the peer with SETTINGS.
+ */
+import type { Http2Session } from 'node:http2';
+import { INITIAL_CONNECTION_WINDOW_BYTES, INITIAL_STREAM_WINDOW_BYTES } from './settings.js';
+
+/** Default budget: ztunnel's connection window, 16 MiB (`src/proxy/h2/*.rs`). */
+export const INBOUND_BUDGET_BYTES = INITIAL_CONNECTION_WINDOW_BYTES;
+
+/**
+ * Stream window while over budget: 16 KiB, the smallest SETTINGS_MAX_FRAME_SIZE (RFC 9113
+ * section 6.5.2). Ours. Every stream opened while the budget is exceeded may still fill this much
+ * before it stalls, so the bound is budget + streams x 16 KiB (+ what was in flight); reading
+ * streams go on one 16 KiB window at a time until the total falls below half the budget.
+ */
+export const CLAMPED_STREAM_WINDOW_BYTES = 16 * 1024;
+
+export interface InboundBudgetOptions {
+  /** Bytes held across the connection's tunnels before stream windows shrink; 0 = no budget. */
+  budgetBytes: number;
+  /** The stream window while over budget. */
+  clampedWindowBytes?: number;
+  /** The stream window otherwise (what our SETTINGS announced). */
+  openWindowBytes?: number;
+}
+
+/** What a tunnel reports to: the running total of bytes it holds. */
+export interface InboundAccount {
+  /** The tunnel now holds `bytes` (absolute; the account keeps the difference). */
+  set(bytes: number): void;
+}
+
+export class InboundBudget {
+  readonly #session: Http2Session;
+  readonly #budget: number;
+  readonly #clamped: number;
+  readonly #open: number;
+  #held = 0;
+  /** The window the peer was last told (or is being told). */
+  #announced: number;
+  #inFlight = false;
+  /** Times the windows were shrunk, for tests and metrics. */
+  clamps = 0;
+
+  constructor(session: Http2Session, opts: InboundBudgetOptions) {
+    this.#session = session;
+    this.#budget = opts.budgetBytes;
+    this.#clamped = opts.clampedWindowBytes ?? CLAMPED_STREAM_WINDOW_BYTES;
+    this.#open = opts.openWindowBytes ?? INITIAL_STREAM_WINDOW_BYTES;
+    this.#announced = this.#open;
+  }
+
+  /** Bytes held now across the connection's tunnels. */
+  get heldBytes(): number {
+    return this.#held;
+  }
+
+  /** Whether the stream windows are shrunk (or being shrunk) now. */
+  get clamped(): boolean {
+    return this.#announced === this.#clamped;
+  }
+
+  /** A new account, for one tunnel; `set(0)` when the tunnel is gone. */
+  account(): InboundAccount {
+    let mine = 0;
+    return {
+      set: (bytes: number): void => {
+        if (bytes === mine) return;
+        this.#held += bytes - mine;
+        mine = bytes;
+        this.#steer();
+      },
+    };
+  }
+
+  #steer(): void {
+    if (this.#budget <= 0 || this.#inFlight || this.#session.destroyed) return;
+    let want = this.#announced;
+    if (this.#held > this.#budget) want = this.#clamped;
+    else if (this.#held < this.#budget / 2) want = this.#open;
+    if (want === this.#announced) return;
+    this.#announced = want;
+    if (want === this.#clamped) this.clamps++;
+    this.#inFlight = true;
+    try {
+      this.#session.settings({ initialWindowSize: want }, () => {
+        this.#inFlight = false;
+        // The total moved while we waited for the ACK: steer again.
+        this.#steer();
+      });
+    } catch {
+      // The session is closing: nothing left to steer.
+    }
+  }
+}
