@@ -20,7 +20,8 @@ export const MAX_TRUST_DOMAIN_LENGTH = 255;
 /** SPIFFE-ID 2.3: implementations MUST support IDs up to 2048 bytes and SHOULD NOT generate longer ones. */
 export const MAX_SPIFFE_ID_LENGTH = 2048;
 
-type StringSource = string | fc.Arbitrary<string>;
+/** A fixed string, or an arbitrary of strings (e.g. {@link SpiffeIdArbitraryOptions.trustDomain}). */
+export type StringSource = string | fc.Arbitrary<string>;
 const arb = (s: StringSource): fc.Arbitrary<string> => (typeof s === 'string' ? fc.constant(s) : s);
 
 /**

@@ -8,6 +8,7 @@ export {
   MAX_SPIFFE_ID_LENGTH,
   MAX_TRUST_DOMAIN_LENGTH,
   type SpiffeIdArbitraryOptions,
+  type StringSource,
 } from './arbitraries.js';
 export { type LoadCaOptions, TestCa, type TestCaOptions } from './ca.js';
 export { createFaultProxy, type FaultMode, type FaultProxy, type FaultProxyOptions } from './fault-proxy.js';
