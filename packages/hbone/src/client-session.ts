@@ -27,7 +27,7 @@ import {
   TCP_CONNECT_PHASE,
   TlsHandshakeError,
 } from './errors.js';
-import { INBOUND_BUDGET_BYTES, InboundBudget } from './inbound-budget.js';
+import { INBOUND_BUDGET_BYTES, INBOUND_HARD_LIMIT_FACTOR, InboundBudget } from './inbound-budget.js';
 import { startLiveness } from './liveness.js';
 import {
   CLIENT_MAX_STREAMS_PER_CONNECTION,
@@ -71,8 +71,9 @@ export interface HboneClientOptions {
   localAddress?: string;
   /**
    * Bytes one connection may hold for tunnels whose readers are behind before every stream
-   * window of it shrinks to 16 KiB (inbound-budget.ts). Default 16 MiB (ztunnel's connection
-   * window); 0 disables (bound: maxStreams x 4 MiB).
+   * window of it shrinks to 16 KiB (inbound-budget.ts); a server that makes us hold 4 x this much
+   * is disconnected (ENHANCE_YOUR_CALM). Default 16 MiB (ztunnel's connection window); 0 disables
+   * both (bound: maxStreams x 4 MiB).
    */
   inboundBudgetBytes?: number;
 }
@@ -202,7 +203,17 @@ export class HboneClientSession extends EventEmitter {
     this.#socket = socket;
     this.peerIdentity = peer;
     this.#opts = opts;
-    this.#inbound = new InboundBudget(session, { budgetBytes: opts.inboundBudgetBytes });
+    this.#inbound = new InboundBudget(session, {
+      budgetBytes: opts.inboundBudgetBytes,
+      onOverLimit: (held) => {
+        this.#closeError ??= new SessionClosedError(
+          `the server made us hold ${held} bytes for unread tunnels, past ${INBOUND_HARD_LIMIT_FACTOR} x ` +
+            `the ${opts.inboundBudgetBytes}-byte inbound budget: GOAWAY ENHANCE_YOUR_CALM`,
+        );
+        session.destroy(this.#closeError, H2_CODES.ENHANCE_YOUR_CALM);
+        socket.destroy();
+      },
+    });
     this.#connection = {
       get destroyed() {
         return session.destroyed || socket.destroyed;

@@ -14,7 +14,10 @@
  * adjusts all of them by the difference; a stalled stream's window goes negative and it stops).
  * Streams whose readers keep up go on, in smaller steps. Once the total falls below half the
  * budget, the ztunnel window comes back the same way. The bound is soft: DATA the peer sent
- * before it read our SETTINGS still arrives (what its socket and ours had in flight).
+ * before it read our SETTINGS still arrives (what its socket and ours had in flight: measured up
+ * to ~10 MiB on loopback). A peer that sends far more than that before taking our SETTINGS is
+ * bursting into windows it knows we are taking back; past `hardLimitBytes` (4 x the budget,
+ * 64 MiB) the connection is given up (`onOverLimit`), so hostile peers are bounded too.
  *
  * One SETTINGS change is in flight at a time (we wait for its ACK), so a reader that hovers at
  * the threshold cannot make us flood the peer with SETTINGS.
@@ -24,6 +27,12 @@ import { INITIAL_CONNECTION_WINDOW_BYTES, INITIAL_STREAM_WINDOW_BYTES } from './
 
 /** Default budget: ztunnel's connection window, 16 MiB (`src/proxy/h2/*.rs`). */
 export const INBOUND_BUDGET_BYTES = INITIAL_CONNECTION_WINDOW_BYTES;
+
+/**
+ * The hard limit, as a multiple of the budget: 4 x 16 MiB = 64 MiB. Ours. Leaves 48 MiB for what
+ * an honest peer has in flight when it reads our SETTINGS (a 1 Gbit/s path with a 400 ms RTT).
+ */
+export const INBOUND_HARD_LIMIT_FACTOR = 4;
 
 /**
  * Stream window while over budget: 16 KiB, the smallest SETTINGS_MAX_FRAME_SIZE (RFC 9113
@@ -40,6 +49,8 @@ export interface InboundBudgetOptions {
   clampedWindowBytes?: number;
   /** The stream window otherwise (what our SETTINGS announced). */
   openWindowBytes?: number;
+  /** Called once when the connection holds more than `INBOUND_HARD_LIMIT_FACTOR` x the budget. */
+  onOverLimit?: (heldBytes: number) => void;
 }
 
 /** What a tunnel reports to: the running total of bytes it holds. */
@@ -50,9 +61,11 @@ export interface InboundAccount {
 
 export class InboundBudget {
   readonly #session: Http2Session;
-  readonly #budget: number;
+  #budget: number;
   readonly #clamped: number;
   readonly #open: number;
+  readonly #hardLimit: number;
+  readonly #onOverLimit: ((heldBytes: number) => void) | undefined;
   #held = 0;
   /** The window the peer was last told (or is being told). */
   #announced: number;
@@ -66,6 +79,8 @@ export class InboundBudget {
     this.#clamped = opts.clampedWindowBytes ?? CLAMPED_STREAM_WINDOW_BYTES;
     this.#open = opts.openWindowBytes ?? INITIAL_STREAM_WINDOW_BYTES;
     this.#announced = this.#open;
+    this.#hardLimit = opts.budgetBytes * INBOUND_HARD_LIMIT_FACTOR;
+    this.#onOverLimit = opts.onOverLimit;
   }
 
   /** Bytes held now across the connection's tunnels. */
@@ -92,7 +107,14 @@ export class InboundBudget {
   }
 
   #steer(): void {
-    if (this.#budget <= 0 || this.#inFlight || this.#session.destroyed) return;
+    if (this.#budget <= 0 || this.#session.destroyed) return;
+    if (this.#held > this.#hardLimit && this.#onOverLimit !== undefined) {
+      const over = this.#onOverLimit;
+      this.#budget = 0; // once: nothing more to steer on a connection being given up
+      over(this.#held);
+      return;
+    }
+    if (this.#inFlight) return;
     let want = this.#announced;
     if (this.#held > this.#budget) want = this.#clamped;
     else if (this.#held < this.#budget / 2) want = this.#open;

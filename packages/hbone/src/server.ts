@@ -16,7 +16,7 @@ import {
 } from '@hbone/spiffe';
 import { type Authority, parseAuthority } from './authority.js';
 import { H2HandshakeError, InvalidOptionError, SessionClosedError, TlsHandshakeError } from './errors.js';
-import { INBOUND_BUDGET_BYTES, InboundBudget } from './inbound-budget.js';
+import { INBOUND_BUDGET_BYTES, INBOUND_HARD_LIMIT_FACTOR, InboundBudget } from './inbound-budget.js';
 import { connectionAddresses, IncomingTunnel, respondStatusOnly } from './incoming-tunnel.js';
 import { startLiveness } from './liveness.js';
 import {
@@ -78,8 +78,9 @@ export interface HboneServerOptions {
   /**
    * Bytes one connection may hold for tunnels whose readers are behind before every stream
    * window of that connection shrinks to 16 KiB (inbound-budget.ts). node's HTTP/2 does not let
-   * the connection window bound this as ztunnel's does. Default 16 MiB (ztunnel's connection
-   * window); 0 disables (bound: maxConcurrentStreams x 4 MiB).
+   * the connection window bound this as ztunnel's does. A peer that makes us hold 4 x this much
+   * is disconnected (GOAWAY ENHANCE_YOUR_CALM, 'clientError'). Default 16 MiB (ztunnel's
+   * connection window); 0 disables both (bound: maxConcurrentStreams x 4 MiB).
    */
   inboundBudgetBytes?: number;
 }
@@ -307,7 +308,18 @@ export class HboneServer extends EventEmitter {
           return session.destroyed || socket.destroyed;
         },
       },
-      inbound: new InboundBudget(session, { budgetBytes: this.#opts.inboundBudgetBytes }),
+      inbound: new InboundBudget(session, {
+        budgetBytes: this.#opts.inboundBudgetBytes,
+        onOverLimit: (held) => {
+          const err = new SessionClosedError(
+            `closing the connection from ${peer}: it made us hold ${held} bytes for unread tunnels, ` +
+              `past ${INBOUND_HARD_LIMIT_FACTOR} x the ${this.#opts.inboundBudgetBytes}-byte inbound budget ` +
+              '(DATA sent into windows our SETTINGS had taken back): GOAWAY ENHANCE_YOUR_CALM',
+          );
+          this.emit('clientError', err);
+          session.destroy(err, H2_CODES.ENHANCE_YOUR_CALM);
+        },
+      }),
     });
     this.#sessions.add(session);
     session.on('error', () => {}); // surfaced through 'close'

@@ -15,15 +15,27 @@ import {
   FrameType,
   headersFrame,
   memoryWatch,
+  parseSettings,
   peerCredentials,
   pingFrame,
   type RawH2Peer,
   RawH2Server,
+  type RawH2ServerOptions,
   reportAttack,
+  SettingId,
+  settingsAckFrame,
   type TestCa,
 } from '@hbone/testkit';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { HboneError, HboneTimeoutError, SessionClosedError, StreamResetError } from '../src/index.js';
+import {
+  HboneError,
+  HboneTimeoutError,
+  type HboneTunnel,
+  INBOUND_BUDGET_BYTES,
+  INITIAL_STREAM_WINDOW_BYTES,
+  SessionClosedError,
+  StreamResetError,
+} from '../src/index.js';
 import { caFor } from './fixtures.js';
 import { Harness, SERVER_ID } from './harness.js';
 
@@ -36,9 +48,13 @@ beforeAll(async () => {
 afterEach(() => h.cleanup());
 
 /** A hostile server with our server's SVID; `onConnection` scripts what it does. */
-async function hostileServer(onConnection: (peer: RawH2Peer) => void): Promise<number> {
+async function hostileServer(
+  onConnection: (peer: RawH2Peer) => void,
+  opts: Partial<RawH2ServerOptions> = {},
+): Promise<number> {
   const server = new RawH2Server({
     tls: { ...peerCredentials(h.server.minted, ca), ca: ca.bundlePem },
+    ...opts,
     onConnection,
   });
   const { port } = await server.listen();
@@ -233,5 +249,106 @@ describe('a server that never completes HTTP/2', () => {
     expect(err).toBeInstanceOf(HboneTimeoutError);
     expect((err as HboneTimeoutError).phase).toMatch(/SETTINGS/);
     expect(Date.now() - started).toBeLessThan(2_000);
+  });
+});
+
+describe('a server that fills tunnels our application does not read', () => {
+  /**
+   * Answers every CONNECT with 200 and `bytes` of DATA in 1 MiB frames, at once. Honest about the
+   * window a new stream gets (the last SETTINGS_INITIAL_WINDOW_SIZE it read from us, sending no
+   * more than that), unless `ignoreWindows`.
+   */
+  const filler =
+    (bytes: number, ignoreWindows = false) =>
+    (peer: RawH2Peer): void => {
+      const mib = Buffer.alloc(1024 * 1024, 0x62);
+      let window = 65_535;
+      void (async () => {
+        // Frames in the order they arrived, each taken once.
+        const done = new WeakSet<object>();
+        while (!peer.isClosed) {
+          const f = await peer
+            .waitFor(
+              (x) =>
+                !done.has(x) &&
+                (x.type === FrameType.HEADERS ||
+                  (x.type === FrameType.SETTINGS && (x.flags & FrameFlag.ACK) === 0)),
+              5_000,
+            )
+            .catch(() => undefined);
+          if (f === undefined) return;
+          done.add(f);
+          if (f.type === FrameType.SETTINGS) {
+            for (const [k, v] of parseSettings(f)) if (k === SettingId.INITIAL_WINDOW_SIZE) window = v;
+            continue;
+          }
+          peer.send(headersFrame(f.streamId, encodeHeaderBlock([[':status', '200']])));
+          const total = ignoreWindows ? bytes : Math.min(bytes, window);
+          for (let sent = 0; sent < total; sent += mib.length) {
+            peer.data(f.streamId, total - sent >= mib.length ? mib : mib.subarray(0, total - sent));
+          }
+        }
+      })();
+    };
+  const held = (tunnels: HboneTunnel[]): number =>
+    tunnels.reduce((n, t) => n + t.readableLength + t.stream.readableLength, 0);
+
+  it('bursts 20 x 4 MiB before taking our SETTINGS: past 4 x the budget the connection is given up', async () => {
+    // ACKs our first SETTINGS (so our 4 MiB windows apply) and never the ones that shrink them.
+    let acked = false;
+    const port = await hostileServer(
+      (peer) => {
+        void peer
+          .waitFor((f) => f.type === FrameType.SETTINGS && (f.flags & FrameFlag.ACK) === 0, 5_000)
+          .then(() => {
+            if (!acked) peer.send(settingsAckFrame());
+            acked = true;
+          })
+          .catch(() => {});
+        filler(INITIAL_STREAM_WINDOW_BYTES, true)(peer);
+      },
+      { ackSettings: false },
+    );
+    const session = await h.connect(port, connectOpts);
+    const closed = new Promise<Error | undefined>((r) => session.once('close', r));
+    const tunnels: HboneTunnel[] = [];
+    const opens = Array.from({ length: 20 }, () =>
+      session.open({ authority: '10.0.0.1:80' }).then(
+        (t) => {
+          t.on('error', () => {});
+          t.pause();
+          tunnels.push(t);
+        },
+        () => {},
+      ),
+    );
+    await Promise.all(opens);
+    const err = await closed;
+    expect(err).toBeInstanceOf(SessionClosedError);
+    expect((err as Error).message).toMatch(/ENHANCE_YOUR_CALM/);
+    expect(tunnels.every((t) => t.destroyed)).toBe(true);
+    await expect(session.open({ authority: '10.0.0.1:80' })).rejects.toBeInstanceOf(SessionClosedError);
+  });
+
+  it('fills 10 x 4 MiB and takes our SETTINGS: we hold about the budget, not 10 x 4 MiB', async () => {
+    const port = await hostileServer(filler(INITIAL_STREAM_WINDOW_BYTES));
+    const session = await h.connect(port, connectOpts);
+    const tunnels: HboneTunnel[] = [];
+    for (let i = 0; i < 10; i++) {
+      const t = await session.open({ authority: '10.0.0.1:80' });
+      t.on('error', () => {});
+      t.pause();
+      tunnels.push(t);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    const total = held(tunnels);
+    reportAttack('client: 10 tunnels x 4 MiB offered', { heldMiB: total / 2 ** 20, state: session.state });
+    // Streams opened after the shrink got 16 KiB windows; the earlier ones hold what they took.
+    expect(session.state).toBe('open');
+    // Without the budget: 40 MiB. With it: the budget, plus the stream whose DATA crossed it
+    // (in flight before our SETTINGS), measured 20.6 MiB.
+    expect(total).toBeGreaterThanOrEqual(INBOUND_BUDGET_BYTES);
+    expect(total).toBeLessThanOrEqual(INBOUND_BUDGET_BYTES + 2 * INITIAL_STREAM_WINDOW_BYTES);
   });
 });
