@@ -109,7 +109,7 @@ function positive(name: string, v: number | undefined, dflt: number, allowZero =
   return v;
 }
 
-/** Validates client options once, at construction (undici's rule). */
+/** @internal Validates client options once, at construction (undici's rule). */
 export function resolveClientOptions(opts: HboneClientOptions): ResolvedOptions {
   if (!opts || typeof opts !== 'object') throw new InvalidOptionError('options are required');
   if (!opts.svidSource) throw new InvalidOptionError('svidSource is required');
