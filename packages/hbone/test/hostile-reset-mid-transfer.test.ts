@@ -16,6 +16,7 @@ import {
   memoryWatch,
   peerCredentials,
   RawH2Client,
+  type RawH2ClientOptions,
   RawH2Server,
   reportAttack,
   rstStreamFrame,
@@ -86,12 +87,13 @@ async function forwardingServer(mode: 'echo' | 'stalled' | 'talker' = 'echo') {
   return { srv, port, up, completed };
 }
 
-async function attacker(port: number): Promise<RawH2Client> {
+async function attacker(port: number, extra: Partial<RawH2ClientOptions> = {}): Promise<RawH2Client> {
   const c = await RawH2Client.connect({
     port,
     tls: peerCredentials(h.client.minted, ca),
     settings: [[SettingId.INITIAL_WINDOW_SIZE, 4 * MiB]],
     maxDataPerStream: 0,
+    ...extra,
   });
   h.defer(() => c.destroy());
   await c.waitFor(
@@ -175,7 +177,9 @@ describe('the client resets a tunnel mid-transfer', () => {
 
   it('100 tunnels reset mid-transfer at once: every upstream released, memory back', async () => {
     const { port, up, completed } = await forwardingServer();
-    const c = await attacker(port);
+    // A short frame log: what is measured is then what the server and the upstreams keep, not
+    // the attacker's record of 12.5 MiB of echoed DATA frames.
+    const c = await attacker(port, { maxLoggedFrames: 100 });
     const mem = memoryWatch();
     const ids: number[] = [];
     for (let i = 0; i < 100; i++) ids.push(await transfer(c, 128 * 1024));
@@ -183,9 +187,19 @@ describe('the client resets a tunnel mid-transfer', () => {
     c.send(...ids.map((id, i) => rstStreamFrame(id, i % 2 ? ErrorCode.CANCEL : ErrorCode.INTERNAL_ERROR)));
     await expect.poll(() => completed.length, { timeout: 10_000 }).toBe(100);
     await expect.poll(() => up.open(), { timeout: 5_000 }).toBe(0);
-    const growth = mem();
+    // Memory comes back (buffers in flight when the resets landed are freed a little later: the
+    // first reading ranges 0-26 MiB, the settled one 0-1 MiB).
+    let growth = mem();
+    await expect
+      .poll(
+        () => {
+          growth = mem();
+          return growth.heapUsedMiB + growth.arrayBuffersMiB;
+        },
+        { timeout: 5_000, interval: 250 },
+      )
+      .toBeLessThan(8);
     reportAttack('100 tunnels reset mid-transfer', { ...growth });
-    expect(growth.heapUsedMiB + growth.arrayBuffersMiB).toBeLessThan(32);
     expect(completed.filter((r) => r.error instanceof StreamResetError)).toHaveLength(50);
     await expectStillServes(port);
   });
