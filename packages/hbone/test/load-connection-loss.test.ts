@@ -20,13 +20,10 @@
  * destroyed mid-transfer can read a clean, truncated end. The soak found this one too, after the
  * first was fixed in a scratch copy. The frame-level test below sees the reset on the wire.
  *
- * The expected-fail tests pin the bugs. Fixes, each checked in a scratch copy against these tests
- * and the hbone and pool suites: tunnel.ts ignores an 'end' from a destroyed stream
- * (`if (!stream.destroyed) this.#endRead()`: node defers destroying a stream that really ended
- * until its 'end' was emitted); server.ts destroys sessions with an error and a code, e.g.
- * `s.destroy(new SessionClosedError('server shutting down'), H2_CODES.INTERNAL_ERROR)`, so cut
- * streams are reset with INTERNAL_ERROR (client.destroy() in client-session.ts likewise). Then
- * flip the tests to it().
+ * Both are fixed, and the tests below pin the fixes: tunnel.ts ignores an 'end' from a destroyed
+ * stream (`if (!stream.destroyed) this.#endRead()`: node defers destroying a stream that really
+ * ended until its 'end' was emitted); server.ts and client-session.ts destroy sessions with an
+ * error and a code, so cut streams are reset with INTERNAL_ERROR, never NO_ERROR.
  */
 import {
   createFaultProxy,
