@@ -33,6 +33,7 @@ import {
   CLIENT_MAX_STREAMS_PER_CONNECTION,
   CLIENT_SETTINGS,
   CONNECT_RESPONSE_TIMEOUT_MS,
+  CONNECT_TIMEOUT_PROBE_MS,
   H2_CODES,
   HANDSHAKE_TIMEOUT_MS,
   HBONE_PORT,
@@ -190,6 +191,8 @@ export class HboneClientSession extends EventEmitter {
   /** "Is the connection gone?" for tunnels: node destroys streams before the socket on teardown. */
   readonly #connection: { readonly destroyed: boolean };
   readonly #inbound: InboundBudget;
+  /** A liveness probe after a CONNECT timeout is under way (`#probe`). */
+  #probing = false;
 
   /** @internal use `connect()` */
   constructor(
@@ -254,6 +257,40 @@ export class HboneClientSession extends EventEmitter {
 
   get state(): ClientSessionState {
     return this.#state;
+  }
+
+  /**
+   * After a CONNECT went unanswered: is the connection itself still alive? One PING, answered
+   * within `pingTimeoutMs` (at most CONNECT_TIMEOUT_PROBE_MS), or the connection is destroyed so
+   * that later opens (and the pool) stop waiting on it. Needed because nghttp2 can end a
+   * connection without node telling anyone: a server's DATA before its answer makes nghttp2 send
+   * GOAWAY(PROTOCOL_ERROR) and stop, while node's session stays open (hostile-server-answers).
+   * One probe at a time; its timer is unref()ed and cleared on close.
+   */
+  #probe(afterMs: number): void {
+    if (this.#probing || this.#state === 'closed' || this.#session.destroyed) return;
+    const ms = Math.min(this.#opts.pingTimeoutMs, CONNECT_TIMEOUT_PROBE_MS);
+    this.#probing = true;
+    const done = (): void => {
+      this.#probing = false;
+      clearTimeout(timer);
+      this.removeListener('close', done);
+    };
+    const timer = setTimeout(() => {
+      done();
+      this.destroy(
+        new SessionClosedError(
+          `the peer answered neither a CONNECT within ${afterMs} ms nor a PING within ${ms} ms`,
+        ),
+      );
+    }, ms);
+    timer.unref();
+    this.once('close', done);
+    try {
+      if (!this.#session.ping((err) => (err ? undefined : done()))) done();
+    } catch {
+      done();
+    }
   }
 
   /** True while the session takes new tunnels. */
@@ -333,10 +370,10 @@ export class HboneClientSession extends EventEmitter {
 
     return new Promise<HboneTunnel>((resolve, reject) => {
       let settled = false;
-      const timer = setTimeout(
-        () => fail(new HboneTimeoutError('the CONNECT response', timeoutMs)),
-        timeoutMs,
-      );
+      const timer = setTimeout(() => {
+        fail(new HboneTimeoutError('the CONNECT response', timeoutMs));
+        this.#probe(timeoutMs);
+      }, timeoutMs);
       timer.unref();
       const onAbort = (): void => fail(new HboneTimeoutError('the CONNECT response (aborted)', 0));
       opts.signal?.addEventListener('abort', onAbort, { once: true });

@@ -58,6 +58,12 @@ export const DRAIN_DEADLINE_MS = 5_000;
 /** Wait for the CONNECT response (`:status`) after sending the request. Ours: ztunnel bounds it by its connect timeout. */
 export const CONNECT_RESPONSE_TIMEOUT_MS = 10_000;
 
+/**
+ * After a CONNECT response timeout, the PING that checks the connection itself must be answered
+ * within this (or `pingTimeoutMs` if shorter), or the connection is destroyed. Ours.
+ */
+export const CONNECT_TIMEOUT_PROBE_MS = 2_000;
+
 /** Idle connection lifetime on the server side before we close it. Ours (ztunnel relies on the pool's idle timeout). */
 export const SERVER_IDLE_TIMEOUT_MS = 5 * 60_000;
 
