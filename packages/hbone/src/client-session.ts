@@ -27,7 +27,7 @@ import {
   TCP_CONNECT_PHASE,
   TlsHandshakeError,
 } from './errors.js';
-import { INBOUND_BUDGET_BYTES, INBOUND_HARD_LIMIT_FACTOR, InboundBudget } from './inbound-budget.js';
+import { INBOUND_BUDGET_BYTES, InboundBudget } from './inbound-budget.js';
 import { startLiveness } from './liveness.js';
 import {
   CLIENT_MAX_STREAMS_PER_CONNECTION,
@@ -73,7 +73,7 @@ export interface HboneClientOptions {
   /**
    * Bytes one connection may hold for tunnels whose readers are behind before every stream
    * window of it shrinks to 16 KiB (inbound-budget.ts); a server that makes us hold 4 x this much
-   * is disconnected (ENHANCE_YOUR_CALM). Default 16 MiB (ztunnel's connection window); 0 disables
+   * (at least 48 MiB more) is disconnected (ENHANCE_YOUR_CALM). Default 16 MiB (ztunnel's connection window); 0 disables
    * both (bound: maxStreams x 4 MiB).
    */
   inboundBudgetBytes?: number;
@@ -208,10 +208,10 @@ export class HboneClientSession extends EventEmitter {
     this.#opts = opts;
     this.#inbound = new InboundBudget(session, {
       budgetBytes: opts.inboundBudgetBytes,
-      onOverLimit: (held) => {
+      onOverLimit: (held, limit) => {
         this.#closeError ??= new SessionClosedError(
-          `the server made us hold ${held} bytes for unread tunnels, past ${INBOUND_HARD_LIMIT_FACTOR} x ` +
-            `the ${opts.inboundBudgetBytes}-byte inbound budget: GOAWAY ENHANCE_YOUR_CALM`,
+          `the server made us hold ${held} bytes for unread tunnels, past the ${limit}-byte hard ` +
+            `limit of our ${opts.inboundBudgetBytes}-byte inbound budget: GOAWAY ENHANCE_YOUR_CALM`,
         );
         session.destroy(this.#closeError, H2_CODES.ENHANCE_YOUR_CALM);
         socket.destroy();

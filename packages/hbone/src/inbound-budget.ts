@@ -16,8 +16,9 @@
  * budget, the ztunnel window comes back the same way. The bound is soft: DATA the peer sent
  * before it read our SETTINGS still arrives (what its socket and ours had in flight: measured up
  * to ~10 MiB on loopback). A peer that sends far more than that before taking our SETTINGS is
- * bursting into windows it knows we are taking back; past `hardLimitBytes` (4 x the budget,
- * 64 MiB) the connection is given up (`onOverLimit`), so hostile peers are bounded too.
+ * bursting into windows it knows we are taking back; past `inboundHardLimit(budget)` (4 x the
+ * budget, at least 48 MiB above it: 64 MiB by default) the connection is given up
+ * (`onOverLimit`), so hostile peers are bounded too.
  *
  * One SETTINGS change is in flight at a time (we wait for its ACK), so a reader that hovers at
  * the threshold cannot make us flood the peer with SETTINGS.
@@ -29,10 +30,21 @@ import { INITIAL_CONNECTION_WINDOW_BYTES, INITIAL_STREAM_WINDOW_BYTES } from './
 export const INBOUND_BUDGET_BYTES = INITIAL_CONNECTION_WINDOW_BYTES;
 
 /**
- * The hard limit, as a multiple of the budget: 4 x 16 MiB = 64 MiB. Ours. Leaves 48 MiB for what
- * an honest peer has in flight when it reads our SETTINGS (a 1 Gbit/s path with a 400 ms RTT).
+ * The hard limit, as a multiple of the budget: 4 x 16 MiB = 64 MiB by default. Ours.
  */
 export const INBOUND_HARD_LIMIT_FACTOR = 4;
+
+/**
+ * The least room the hard limit leaves above the budget: 48 MiB, for what an honest peer has in
+ * flight when it reads our SETTINGS (a 1 Gbit/s path with a 400 ms RTT). Ours. Without it a small
+ * budget (say 1 MiB) would give up honest peers whose one stream window alone is 4 MiB.
+ */
+export const INBOUND_MIN_HEADROOM_BYTES = 48 * 1024 * 1024;
+
+/** Bytes held past which a connection is given up: max(4 x budget, budget + 48 MiB). */
+export function inboundHardLimit(budgetBytes: number): number {
+  return Math.max(budgetBytes * INBOUND_HARD_LIMIT_FACTOR, budgetBytes + INBOUND_MIN_HEADROOM_BYTES);
+}
 
 /**
  * Stream window while over budget: 16 KiB, the smallest SETTINGS_MAX_FRAME_SIZE (RFC 9113
@@ -49,8 +61,8 @@ export interface InboundBudgetOptions {
   clampedWindowBytes?: number;
   /** The stream window otherwise (what our SETTINGS announced). */
   openWindowBytes?: number;
-  /** Called once when the connection holds more than `INBOUND_HARD_LIMIT_FACTOR` x the budget. */
-  onOverLimit?: (heldBytes: number) => void;
+  /** Called once when the connection holds more than `inboundHardLimit(budgetBytes)`. */
+  onOverLimit?: (heldBytes: number, limitBytes: number) => void;
 }
 
 /** What a tunnel reports to: the running total of bytes it holds. */
@@ -65,7 +77,7 @@ export class InboundBudget {
   readonly #clamped: number;
   readonly #open: number;
   readonly #hardLimit: number;
-  readonly #onOverLimit: ((heldBytes: number) => void) | undefined;
+  readonly #onOverLimit: ((heldBytes: number, limitBytes: number) => void) | undefined;
   #held = 0;
   /** The window the peer was last told (or is being told). */
   #announced: number;
@@ -79,7 +91,7 @@ export class InboundBudget {
     this.#clamped = opts.clampedWindowBytes ?? CLAMPED_STREAM_WINDOW_BYTES;
     this.#open = opts.openWindowBytes ?? INITIAL_STREAM_WINDOW_BYTES;
     this.#announced = this.#open;
-    this.#hardLimit = opts.budgetBytes * INBOUND_HARD_LIMIT_FACTOR;
+    this.#hardLimit = inboundHardLimit(opts.budgetBytes);
     this.#onOverLimit = opts.onOverLimit;
   }
 
@@ -111,7 +123,7 @@ export class InboundBudget {
     if (this.#held > this.#hardLimit && this.#onOverLimit !== undefined) {
       const over = this.#onOverLimit;
       this.#budget = 0; // once: nothing more to steer on a connection being given up
-      over(this.#held);
+      over(this.#held, this.#hardLimit);
       return;
     }
     if (this.#inFlight) return;

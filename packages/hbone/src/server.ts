@@ -16,7 +16,7 @@ import {
 } from '@hbone/spiffe';
 import { type Authority, parseAuthority } from './authority.js';
 import { H2HandshakeError, InvalidOptionError, SessionClosedError, TlsHandshakeError } from './errors.js';
-import { INBOUND_BUDGET_BYTES, INBOUND_HARD_LIMIT_FACTOR, InboundBudget } from './inbound-budget.js';
+import { INBOUND_BUDGET_BYTES, InboundBudget } from './inbound-budget.js';
 import { connectionAddresses, IncomingTunnel, respondStatusOnly } from './incoming-tunnel.js';
 import { startLiveness } from './liveness.js';
 import {
@@ -79,7 +79,7 @@ export interface HboneServerOptions {
    * Bytes one connection may hold for tunnels whose readers are behind before every stream
    * window of that connection shrinks to 16 KiB (inbound-budget.ts). node's HTTP/2 does not let
    * the connection window bound this as ztunnel's does. A peer that makes us hold 4 x this much
-   * is disconnected (GOAWAY ENHANCE_YOUR_CALM, 'clientError'). Default 16 MiB (ztunnel's
+   * (at least 48 MiB more) is disconnected (GOAWAY ENHANCE_YOUR_CALM, 'clientError'). Default 16 MiB (ztunnel's
    * connection window); 0 disables both (bound: maxConcurrentStreams x 4 MiB).
    */
   inboundBudgetBytes?: number;
@@ -310,10 +310,10 @@ export class HboneServer extends EventEmitter {
       },
       inbound: new InboundBudget(session, {
         budgetBytes: this.#opts.inboundBudgetBytes,
-        onOverLimit: (held) => {
+        onOverLimit: (held, limit) => {
           const err = new SessionClosedError(
             `closing the connection from ${peer}: it made us hold ${held} bytes for unread tunnels, ` +
-              `past ${INBOUND_HARD_LIMIT_FACTOR} x the ${this.#opts.inboundBudgetBytes}-byte inbound budget ` +
+              `past the ${limit}-byte hard limit of its ${this.#opts.inboundBudgetBytes}-byte inbound budget ` +
               '(DATA sent into windows our SETTINGS had taken back): GOAWAY ENHANCE_YOUR_CALM',
           );
           this.emit('clientError', err);
