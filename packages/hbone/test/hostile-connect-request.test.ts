@@ -6,36 +6,11 @@
  */
 import { ErrorCode, FrameType, type HeaderField, memoryWatch, reportAttack } from '@hbone/testkit';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { TunnelHandler } from '../src/index.js';
-import { readAll } from './fixtures.js';
-import { Harness } from './harness.js';
+import { countingEcho, Harness } from './harness.js';
 
 const h = new Harness();
 beforeAll(() => h.init());
 afterEach(() => h.cleanup());
-
-/** Counts handler calls; echoes every tunnel it is given. */
-function echoServer(): { handler: TunnelHandler; calls: () => number } {
-  let calls = 0;
-  return {
-    calls: () => calls,
-    handler: (t) => {
-      calls++;
-      const tunnel = t.accept();
-      tunnel.on('error', () => {});
-      tunnel.pipe(tunnel);
-    },
-  };
-}
-
-/** A well-behaved client still gets a tunnel and its bytes back. */
-async function expectStillServes(port: number): Promise<void> {
-  const session = await h.connect(port);
-  const tunnel = await session.open({ authority: '10.0.0.1:80' });
-  const back = readAll(tunnel);
-  tunnel.end('still serving');
-  expect((await back).toString()).toBe('still serving');
-}
 
 const CONNECT = (authority: string): HeaderField[] => [
   [':method', 'CONNECT'],
@@ -75,7 +50,7 @@ describe('malformed CONNECTs are reset with PROTOCOL_ERROR before the handler', 
   ];
 
   it.each(cases)('CONNECT with %s', async (_name, fields) => {
-    const server = echoServer();
+    const server = countingEcho();
     const { port } = await h.server_(server.handler);
     const c = await h.attacker(port);
     const id = c.request(fields);
@@ -84,7 +59,7 @@ describe('malformed CONNECTs are reset with PROTOCOL_ERROR before the handler', 
     const good = c.request(CONNECT('10.0.0.1:80'));
     expect(await c.outcome(good)).toMatchObject({ kind: 'response', status: 200 });
     expect(server.calls()).toBe(1);
-    await expectStillServes(port);
+    await h.expectStillServes(port);
   });
 });
 
@@ -121,7 +96,7 @@ describe('a CONNECT the server cannot use is answered 400, `:status` only', () =
   ];
 
   it.each(cases)('%s', async (name, fields) => {
-    const server = echoServer();
+    const server = countingEcho();
     const { port } = await h.server_(server.handler);
     const c = await h.attacker(port);
     const id = c.request(fields);
@@ -135,7 +110,7 @@ describe('a CONNECT the server cannot use is answered 400, `:status` only', () =
       expect(c.endedByPeer(id)).toBe(true);
     }
     expect(server.calls()).toBe(0);
-    await expectStillServes(port);
+    await h.expectStillServes(port);
   });
 });
 
@@ -144,7 +119,7 @@ describe('floods of malformed CONNECTs', () => {
     // The client never ends or resets its side of the rejected streams: node closes each one with
     // RST_STREAM(NO_ERROR) once the answer is out (RFC 9113 8.1), so they free their stream slot.
     // Waves of 100 keep the client under the 200 streams it may have open at once.
-    const server = echoServer();
+    const server = countingEcho();
     const { srv, port } = await h.server_(server.handler);
     const c = await h.attacker(port);
     const mem = memoryWatch();
@@ -171,13 +146,13 @@ describe('floods of malformed CONNECTs', () => {
       ...growth,
     });
     expect(growth.heapUsedMiB).toBeLessThan(64);
-    await expectStillServes(port);
+    await h.expectStillServes(port);
   });
 
   it('3,000 CONNECTs with :path: each is reset, and node closes the connection after 1,000 invalid frames', async () => {
     // Paced (ten at a time) so the client stays under MAX_CONCURRENT_STREAMS: what closes the
     // connection is node's maxSessionInvalidFrames (1,000), with GOAWAY.
-    const server = echoServer();
+    const server = countingEcho();
     const { srv, port } = await h.server_(server.handler);
     const c = await h.attacker(port);
     const mem = memoryWatch();
@@ -200,6 +175,6 @@ describe('floods of malformed CONNECTs', () => {
       closedAfterMs: closed?.afterMs,
       ...mem(),
     });
-    await expectStillServes(port);
+    await h.expectStillServes(port);
   });
 });

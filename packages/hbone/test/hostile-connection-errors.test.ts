@@ -25,36 +25,13 @@ import {
   windowUpdateFrame,
 } from '@hbone/testkit';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { TunnelHandler } from '../src/index.js';
-import { readAll } from './fixtures.js';
-import { Harness } from './harness.js';
+import { countingEcho, Harness } from './harness.js';
 
 const h = new Harness();
 beforeAll(() => h.init());
 afterEach(() => h.cleanup());
 
 const LIVENESS = { pingIntervalMs: 100, pingTimeoutMs: 200 };
-
-async function expectStillServes(port: number): Promise<void> {
-  const session = await h.connect(port);
-  const tunnel = await session.open({ authority: '10.0.0.1:80' });
-  const back = readAll(tunnel);
-  tunnel.end('still serving');
-  expect((await back).toString()).toBe('still serving');
-}
-
-function echoServer(): { handler: TunnelHandler; calls: () => number } {
-  let calls = 0;
-  return {
-    calls: () => calls,
-    handler: (t) => {
-      calls++;
-      const tunnel = t.accept();
-      tunnel.on('error', () => {});
-      tunnel.pipe(tunnel);
-    },
-  };
-}
 
 const CONNECT = encodeHeaderBlock([
   [':method', 'CONNECT'],
@@ -158,7 +135,7 @@ const cases: Array<[string, (c: RawH2Client) => void, number[]]> = [
 
 describe('connection errors: GOAWAY, then the connection is closed', () => {
   it.each(cases)('%s', async (name, attack, codes) => {
-    const server = echoServer();
+    const server = countingEcho();
     const { srv, port } = await h.server_(server.handler, LIVENESS);
     const c = await h.attacker(port);
     attack(c);
@@ -170,14 +147,14 @@ describe('connection errors: GOAWAY, then the connection is closed', () => {
     await expect.poll(() => srv.connections, { timeout: 2_000 }).toBe(0);
     reportAttack(`connection error: ${name}`, { goawayCode: code, closedAfterMs: closed?.afterMs });
     expect(server.calls()).toBeLessThanOrEqual(1);
-    await expectStillServes(port);
+    await h.expectStillServes(port);
   });
 
   it('PRIORITY making a stream depend on itself: GOAWAY(PROTOCOL_ERROR), or ignored where priorities are', async () => {
     // RFC 9113 5.3.2 deprecates RFC 7540 priorities: nghttp2 1.61 (Node 20) still treats a
     // self-dependency as a connection error; newer nghttp2 (Node 22+) ignores PRIORITY frames.
     // Either way the server stays safe and keeps serving.
-    const server = echoServer();
+    const server = countingEcho();
     const { port } = await h.server_(server.handler, LIVENESS);
     const c = await h.attacker(port);
     c.send(priorityFrame(1, 1));
@@ -186,11 +163,11 @@ describe('connection errors: GOAWAY, then the connection is closed', () => {
       .catch(() => undefined);
     if (goaway) expect(goaway.payload.readUInt32BE(4)).toBe(PROTOCOL_ERROR);
     expect(server.calls()).toBe(0);
-    await expectStillServes(port);
+    await h.expectStillServes(port);
   });
 
   it('the idle timeout closes such a connection too when PING liveness is off', async () => {
-    const server = echoServer();
+    const server = countingEcho();
     const { srv, port } = await h.server_(server.handler, { pingIntervalMs: 0, idleTimeoutMs: 300 });
     const c = await h.attacker(port);
     c.send(dataFrame(99, 'x'));
@@ -203,7 +180,7 @@ describe('connection errors: GOAWAY, then the connection is closed', () => {
 
 describe('frames the server ignores, as RFC 9113 allows', () => {
   it('an unknown frame type (RFC 9113 5.5): ignored, the connection carries a tunnel afterwards', async () => {
-    const server = echoServer();
+    const server = countingEcho();
     const { port } = await h.server_(server.handler, LIVENESS);
     const c = await h.attacker(port);
     c.send(encodeFrame(0xfa, 0xff, 0, Buffer.alloc(1000, 1)), encodeFrame(0xfb, 0, 3, Buffer.alloc(10)));
@@ -217,7 +194,7 @@ describe('frames the server ignores, as RFC 9113 allows', () => {
   });
 
   it('HEADERS on a stream id lower than one already used: nghttp2 drops it (RFC 9113 5.1.1 wants a connection error)', async () => {
-    const server = echoServer();
+    const server = countingEcho();
     const { port } = await h.server_(server.handler, LIVENESS);
     const c = await h.attacker(port);
     c.send(headersFrame(5, CONNECT), headersFrame(3, CONNECT));

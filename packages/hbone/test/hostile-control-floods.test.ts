@@ -23,40 +23,20 @@ import {
   reportAttack,
   SettingId,
   settingsFrame,
-  type TestCa,
   windowUpdateFrame,
 } from '@hbone/testkit';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type HboneServerOptions, MAX_WRITE_BUFFER_BYTES, type TunnelHandler } from '../src/index.js';
-import { caFor, readAll } from './fixtures.js';
-import { Harness } from './harness.js';
+import { type HboneServerOptions, MAX_WRITE_BUFFER_BYTES } from '../src/index.js';
+import { echo, Harness } from './harness.js';
 
 const MiB = 1024 * 1024;
 
 const h = new Harness();
-let _ca: TestCa;
 beforeAll(async () => {
   await h.init();
-  _ca = await caFor('cluster.local');
   collectGarbage();
 });
 afterEach(() => h.cleanup());
-
-const echo: TunnelHandler = (t) => {
-  const tunnel = t.accept();
-  tunnel.on('error', () => {});
-  tunnel.pipe(tunnel);
-};
-
-async function expectStillServes(port: number): Promise<number> {
-  const started = Date.now();
-  const session = await h.connect(port);
-  const tunnel = await session.open({ authority: '10.0.0.1:80' });
-  const back = readAll(tunnel);
-  tunnel.end('still serving');
-  expect((await back).toString()).toBe('still serving');
-  return Date.now() - started;
-}
 
 /**
  * Sends `total` frames made by `frame(i)`, 1,000 per write, waiting for the socket to drain so
@@ -94,7 +74,7 @@ describe('PING and SETTINGS floods from a peer that never reads the ACKs', () =>
     expect(sent).toBeLessThan(200_000);
     expect(growth.heapUsedMiB + growth.arrayBuffersMiB).toBeLessThan(16);
     await expect.poll(() => srv.connections, { timeout: 2_000 }).toBe(0);
-    await expectStillServes(port);
+    await h.expectStillServes(port);
   });
 
   it('node socket path: SETTINGS flood -> the connection is closed', async () => {
@@ -109,7 +89,7 @@ describe('PING and SETTINGS floods from a peer that never reads the ACKs', () =>
     expect(closed?.byPeer).toBe(true);
     expect(sent).toBeLessThan(200_000);
     await expect.poll(() => srv.connections, { timeout: 2_000 }).toBe(0);
-    await expectStillServes(port);
+    await h.expectStillServes(port);
   });
 
   // Once a bug (write-buffered socket, e6b9a3d): every ACK became its own small Buffer in the
@@ -133,7 +113,7 @@ describe('PING and SETTINGS floods from a peer that never reads the ACKs', () =>
     // MAX_WRITE_BUFFER_BYTES (32 MiB of queued bytes, then the connection is dropped) and that
     // overhead; the old bug held ~150 MiB.
     expect(growth.heapUsedMiB + growth.arrayBuffersMiB).toBeLessThan(MAX_WRITE_BUFFER_BYTES / MiB + 16);
-    await expectStillServes(port);
+    await h.expectStillServes(port);
   });
 });
 
@@ -144,7 +124,7 @@ describe('floods the server answers or ignores, from a peer that reads', () => {
     const mem = memoryWatch();
     const started = Date.now();
     const flooding = flood(c, 200_000, (i) => pingFrame(BigInt(i)));
-    const goodMs = await expectStillServes(port);
+    const goodMs = await h.expectStillServes(port);
     const sent = await flooding;
     await c
       .waitFor((f) => f.type === FrameType.PING && f.payload.readBigUInt64BE(0) === BigInt(sent - 1), 10_000)
@@ -173,7 +153,7 @@ describe('floods the server answers or ignores, from a peer that reads', () => {
     const growth = mem();
     reportAttack('PRIORITY flood', { sent, ms: Date.now() - started, outcome: outcome.kind, ...growth });
     expect(growth.heapUsedMiB + growth.arrayBuffersMiB).toBeLessThan(32);
-    await expectStillServes(port);
+    await h.expectStillServes(port);
   });
 
   it('100,000 empty DATA frames on an open tunnel (CVE-2019-9518): the connection is closed', async () => {
@@ -187,7 +167,7 @@ describe('floods the server answers or ignores, from a peer that reads', () => {
     expect(closed?.byPeer).toBe(true);
     expect(closed?.goaway?.errorCode).toBeGreaterThan(0);
     await expect.poll(() => srv.connections, { timeout: 2_000 }).toBe(0);
-    await expectStillServes(port);
+    await h.expectStillServes(port);
   });
 
   it('100,000 WINDOW_UPDATEs of 1 byte (no overflow): harmless, the tunnel still echoes', async () => {

@@ -10,11 +10,9 @@ import {
   FrameType,
   memoryWatch,
   parseSettings,
-  peerCredentials,
-  RawH2Client,
+  type RawH2Client,
   reportAttack,
   SettingId,
-  type TestCa,
   windowUpdateFrame,
 } from '@hbone/testkit';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -27,48 +25,17 @@ import {
   SessionClosedError,
   type TunnelHandler,
 } from '../src/index.js';
-import { caFor, readAll } from './fixtures.js';
-import { Harness } from './harness.js';
+import { echo, Harness } from './harness.js';
 
 const h = new Harness();
-let ca: TestCa;
-beforeAll(async () => {
-  await h.init();
-  ca = await caFor('cluster.local');
-});
+beforeAll(() => h.init());
 afterEach(() => h.cleanup());
 
 const LIVENESS = { pingIntervalMs: 100, pingTimeoutMs: 200 };
 
-async function attacker(port: number): Promise<RawH2Client> {
-  const c = await RawH2Client.connect({
-    port,
-    tls: peerCredentials(h.client.minted, ca),
-    // Large frames so a window's worth of DATA is a few hundred frames.
-    settings: [[SettingId.MAX_FRAME_SIZE, 1024 * 1024]],
-  });
-  h.defer(() => c.destroy());
-  await c.waitFor(
-    (f) => f.type === FrameType.SETTINGS && (f.flags & FrameFlag.ACK) !== 0,
-    5_000,
-    'SETTINGS ACK',
-  );
-  return c;
-}
-
-const echo: TunnelHandler = (t) => {
-  const tunnel = t.accept();
-  tunnel.on('error', () => {});
-  tunnel.pipe(tunnel);
-};
-
-async function expectStillServes(port: number): Promise<void> {
-  const session = await h.connect(port);
-  const tunnel = await session.open({ authority: '10.0.0.1:80' });
-  const back = readAll(tunnel);
-  tunnel.end('still serving');
-  expect((await back).toString()).toBe('still serving');
-}
+/** The harness attacker, with large frames so a window's worth of DATA is a few hundred frames. */
+const attacker = (port: number): Promise<RawH2Client> =>
+  h.attacker(port, { settings: [[SettingId.MAX_FRAME_SIZE, 1024 * 1024]] });
 
 /** Accepts tunnels to 10.0.0.9 and never reads them (an application that stalls); echoes others. */
 function stalledServer(): { handler: TunnelHandler; tunnels: HboneTunnel[]; buffered: () => number } {
@@ -120,7 +87,7 @@ describe('WINDOW_UPDATE abuse', () => {
     // RFC 9113 6.9.1 asks for FLOW_CONTROL_ERROR; node's session teardown writes INTERNAL_ERROR.
     expect([ErrorCode.FLOW_CONTROL_ERROR, ErrorCode.INTERNAL_ERROR]).toContain(closed?.goaway?.errorCode);
     await expect.poll(() => srv.connections, { timeout: 2_000 }).toBe(0);
-    await expectStillServes(port);
+    await h.expectStillServes(port);
   });
 
   it('stream window pushed past 2^31-1: RST_STREAM(FLOW_CONTROL_ERROR) on that stream', async () => {
@@ -133,7 +100,7 @@ describe('WINDOW_UPDATE abuse', () => {
     // node then tears the connection down too (node 20 treats nghttp2's stream error as fatal;
     // newer nghttp2 answers with GOAWAY(FLOW_CONTROL_ERROR) at once).
     await c.waitForClose(3_000);
-    await expectStillServes(port);
+    await h.expectStillServes(port);
   });
 
   it.each([
@@ -147,7 +114,7 @@ describe('WINDOW_UPDATE abuse', () => {
     const closed = await c.waitForClose(5_000);
     expect([ErrorCode.PROTOCOL_ERROR, ErrorCode.INTERNAL_ERROR]).toContain(closed?.goaway?.errorCode);
     await expect.poll(() => srv.connections, { timeout: 2_000 }).toBe(0);
-    await expectStillServes(port);
+    await h.expectStillServes(port);
   });
 });
 
@@ -168,7 +135,7 @@ describe('DATA beyond the granted window, into a tunnel nobody reads', () => {
     expect(buffered).toBeLessThanOrEqual(INITIAL_STREAM_WINDOW_BYTES + 64 * 1024);
     // nghttp2 1.61 (node 20) resets only the stream and the connection lives on; newer nghttp2
     // (node 22+) treats it as a connection error (GOAWAY). Either way the 4 MiB bound holds.
-    await expectStillServes(port);
+    await h.expectStillServes(port);
   });
 
   it('within the window, a stalled tunnel makes the peer wait: no WINDOW_UPDATE for that stream', async () => {
@@ -229,7 +196,7 @@ describe('DATA beyond the granted window, into a tunnel nobody reads', () => {
     expect(server.buffered()).toBeLessThanOrEqual(
       10 * INITIAL_STREAM_WINDOW_BYTES + CLAMPED_STREAM_WINDOW_BYTES + 64 * 1024 + 64 * 1024,
     );
-    await expectStillServes(port);
+    await h.expectStillServes(port);
   });
 
   it('many streams, a burst past 4 x the budget: GOAWAY(ENHANCE_YOUR_CALM), held bytes stay under the limit', async () => {
@@ -264,6 +231,6 @@ describe('DATA beyond the granted window, into a tunnel nobody reads', () => {
     const closed = await c.waitForClose(5_000);
     expect(closed).toBeDefined();
     if (closed?.goaway !== undefined) expect(closed.goaway.errorCode).toBe(ErrorCode.ENHANCE_YOUR_CALM);
-    await expectStillServes(port);
+    await h.expectStillServes(port);
   });
 });

@@ -20,20 +20,15 @@ import {
 } from '@hbone/testkit';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidBaggageError, type TunnelHandler } from '../src/index.js';
-import { readAll } from './fixtures.js';
-import { Harness } from './harness.js';
+import { echo, Harness } from './harness.js';
 
 const h = new Harness();
 beforeAll(() => h.init());
 afterEach(() => h.cleanup());
 
-async function expectStillServes(port: number): Promise<void> {
-  const session = await h.connect(port);
-  const tunnel = await session.open({ authority: '10.0.0.1:80', baggage: { namespace: 'default' } });
-  const back = readAll(tunnel);
-  tunnel.end('still serving');
-  expect((await back).toString()).toBe('still serving');
-}
+/** The harness check, with the baggage the handlers here parse. */
+const expectStillServes = (port: number): Promise<number> =>
+  h.expectStillServes(port, { baggage: { namespace: 'default' } });
 
 /** Reads the workload from baggage like a real handler; a bad header gets 400, a good one an echo. */
 function baggageServer(): {
@@ -60,9 +55,7 @@ function baggageServer(): {
         t.reject(400);
         return;
       }
-      const tunnel = t.accept();
-      tunnel.on('error', () => {});
-      tunnel.pipe(tunnel);
+      return echo(t);
     },
   };
 }
@@ -226,9 +219,7 @@ describe('baggage from a hostile peer reaches the handler only as a typed error'
   it('a handler that lets InvalidBaggageError escape: handlerError, 503, and the server goes on', async () => {
     const { srv, port } = await h.server_((t) => {
       if (t.baggageHeader.includes('é') || /[^\x20-\x7e]/.test(t.baggageHeader)) t.workload(); // throws
-      const tunnel = t.accept();
-      tunnel.on('error', () => {});
-      tunnel.pipe(tunnel);
+      echo(t);
     });
     const handlerErrors: unknown[] = [];
     srv.on('handlerError', (err: unknown) => handlerErrors.push(err));
@@ -248,9 +239,7 @@ describe('baggage from a hostile peer reaches the handler only as a typed error'
         t.reject(503);
         return;
       }
-      const tunnel = t.accept();
-      tunnel.on('error', () => {});
-      tunnel.pipe(tunnel);
+      echo(t);
     });
     const c = await h.attacker(port);
     const id = c.request([

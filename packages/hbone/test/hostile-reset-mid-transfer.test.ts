@@ -10,18 +10,13 @@ import {
   dataFrame,
   ErrorCode,
   encodeHeaderBlock,
-  FrameFlag,
-  FrameType,
   headersFrame,
   memoryWatch,
-  peerCredentials,
-  RawH2Client,
+  type RawH2Client,
   type RawH2ClientOptions,
-  RawH2Server,
   reportAttack,
   rstStreamFrame,
   SettingId,
-  type TestCa,
 } from '@hbone/testkit';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -31,15 +26,10 @@ import {
   SessionClosedError,
   StreamResetError,
 } from '../src/index.js';
-import { caFor, readAll } from './fixtures.js';
-import { Harness, SERVER_ID } from './harness.js';
+import { Harness, onConnect, SERVER_ID } from './harness.js';
 
 const h = new Harness();
-let ca: TestCa;
-beforeAll(async () => {
-  await h.init();
-  ca = await caFor('cluster.local');
-});
+beforeAll(() => h.init());
 afterEach(() => h.cleanup());
 
 const MiB = 1024 * 1024;
@@ -87,30 +77,9 @@ async function forwardingServer(mode: 'echo' | 'stalled' | 'talker' = 'echo') {
   return { srv, port, up, completed };
 }
 
-async function attacker(port: number, extra: Partial<RawH2ClientOptions> = {}): Promise<RawH2Client> {
-  const c = await RawH2Client.connect({
-    port,
-    tls: peerCredentials(h.client.minted, ca),
-    settings: [[SettingId.INITIAL_WINDOW_SIZE, 4 * MiB]],
-    maxDataPerStream: 0,
-    ...extra,
-  });
-  h.defer(() => c.destroy());
-  await c.waitFor(
-    (f) => f.type === FrameType.SETTINGS && (f.flags & FrameFlag.ACK) !== 0,
-    5_000,
-    'SETTINGS ACK',
-  );
-  return c;
-}
-
-async function expectStillServes(port: number): Promise<void> {
-  const session = await h.connect(port);
-  const tunnel = await session.open({ authority: '10.0.0.1:80' });
-  const back = readAll(tunnel);
-  tunnel.end('still serving');
-  expect((await back).toString()).toBe('still serving');
-}
+/** The harness attacker, granting 4 MiB stream windows and keeping no DATA. */
+const attacker = (port: number, extra: Partial<RawH2ClientOptions> = {}): Promise<RawH2Client> =>
+  h.attacker(port, { settings: [[SettingId.INITIAL_WINDOW_SIZE, 4 * MiB]], maxDataPerStream: 0, ...extra });
 
 /** Opens a tunnel and sends `bytes` in 16 KiB frames (the server's default frame size). */
 async function transfer(c: RawH2Client, bytes: number): Promise<number> {
@@ -133,7 +102,7 @@ describe('the client resets a tunnel mid-transfer', () => {
     expect((completed[0]!.error as StreamResetError).h2Code).toBe(ErrorCode.INTERNAL_ERROR);
     await expect.poll(() => up.open(), { timeout: 5_000 }).toBe(0);
     expect(c.isClosed).toBe(false);
-    await expectStillServes(port);
+    await h.expectStillServes(port);
   });
 
   it('RST_STREAM(CANCEL): end-of-file for the server, the upstream gets its FIN and is released', async () => {
@@ -145,7 +114,7 @@ describe('the client resets a tunnel mid-transfer', () => {
     await expect.poll(() => completed.length, { timeout: 5_000 }).toBe(1);
     expect(completed[0]!.error).not.toBeInstanceOf(StreamResetError);
     await expect.poll(() => up.open(), { timeout: 5_000 }).toBe(0);
-    await expectStillServes(port);
+    await h.expectStillServes(port);
   });
 
   it('into an upstream that has stopped reading: our side of the upstream connection is released', async () => {
@@ -201,7 +170,7 @@ describe('the client resets a tunnel mid-transfer', () => {
       .toBeLessThan(8);
     reportAttack('100 tunnels reset mid-transfer', { ...growth });
     expect(completed.filter((r) => r.error instanceof StreamResetError)).toHaveLength(50);
-    await expectStillServes(port);
+    await h.expectStillServes(port);
   });
 
   it('a TCP reset of the whole connection: every tunnel fails with SessionClosedError, all released', async () => {
@@ -214,37 +183,27 @@ describe('the client resets a tunnel mid-transfer', () => {
     expect(completed.every((r) => r.error instanceof SessionClosedError)).toBe(true);
     await expect.poll(() => up.open(), { timeout: 5_000 }).toBe(0);
     await expect.poll(() => srv.connections, { timeout: 2_000 }).toBe(0);
-    await expectStillServes(port);
+    await h.expectStillServes(port);
   });
 });
 
 describe('a hostile server resets our tunnel mid-transfer', () => {
   /** Answers the CONNECT with 200, sends 256 KiB, then `then` (a reset or a TCP reset). */
   async function resettingServer(then: 'rst-internal' | 'rst-cancel' | 'tcp-reset') {
-    const server = new RawH2Server({
-      tls: { ...peerCredentials(h.server.minted, ca), ca: ca.bundlePem },
-      onConnection: (peer) => {
-        void peer
-          .waitFor((f) => f.type === FrameType.HEADERS, 5_000)
-          .then((f) => {
-            const id = f.streamId;
-            const chunk = Buffer.alloc(16 * 1024, 0x64);
-            peer.send(
-              headersFrame(id, encodeHeaderBlock([[':status', '200']])),
-              ...Array.from({ length: 2 }, () => dataFrame(id, chunk)),
-            );
-            setTimeout(() => {
-              if (then === 'rst-internal') peer.reset(id, ErrorCode.INTERNAL_ERROR);
-              if (then === 'rst-cancel') peer.reset(id, ErrorCode.CANCEL);
-              if (then === 'tcp-reset') peer.destroy();
-            }, 50);
-          })
-          .catch(() => {});
-      },
-    });
-    const { port } = await server.listen();
-    h.defer(() => server.close());
-    return port;
+    return h.hostileServer(
+      onConnect((peer, id) => {
+        const chunk = Buffer.alloc(16 * 1024, 0x64);
+        peer.send(
+          headersFrame(id, encodeHeaderBlock([[':status', '200']])),
+          ...Array.from({ length: 2 }, () => dataFrame(id, chunk)),
+        );
+        setTimeout(() => {
+          if (then === 'rst-internal') peer.reset(id, ErrorCode.INTERNAL_ERROR);
+          if (then === 'rst-cancel') peer.reset(id, ErrorCode.CANCEL);
+          if (then === 'tcp-reset') peer.destroy();
+        }, 50);
+      }),
+    );
   }
 
   async function openAndRead(port: number) {

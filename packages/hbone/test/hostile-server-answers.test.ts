@@ -19,12 +19,9 @@ import {
   peerCredentials,
   pingFrame,
   type RawH2Peer,
-  RawH2Server,
-  type RawH2ServerOptions,
   reportAttack,
   SettingId,
   settingsAckFrame,
-  type TestCa,
 } from '@hbone/testkit';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -36,48 +33,18 @@ import {
   SessionClosedError,
   StreamResetError,
 } from '../src/index.js';
-import { caFor } from './fixtures.js';
-import { Harness, SERVER_ID } from './harness.js';
+import { Harness, onConnect, SERVER_ID } from './harness.js';
 
 const h = new Harness();
-let ca: TestCa;
-beforeAll(async () => {
-  await h.init();
-  ca = await caFor('cluster.local');
-});
+beforeAll(() => h.init());
 afterEach(() => h.cleanup());
-
-/** A hostile server with our server's SVID; `onConnection` scripts what it does. */
-async function hostileServer(
-  onConnection: (peer: RawH2Peer) => void,
-  opts: Partial<RawH2ServerOptions> = {},
-): Promise<number> {
-  const server = new RawH2Server({
-    tls: { ...peerCredentials(h.server.minted, ca), ca: ca.bundlePem },
-    ...opts,
-    onConnection,
-  });
-  const { port } = await server.listen();
-  h.defer(() => server.close());
-  return port;
-}
-
-/** Runs `script` with the stream id of the first CONNECT the server receives. */
-function onConnect(script: (peer: RawH2Peer, id: number) => void): (peer: RawH2Peer) => void {
-  return (peer) => {
-    void peer
-      .waitFor((f) => f.type === FrameType.HEADERS, 5_000)
-      .then((f) => script(peer, f.streamId))
-      .catch(() => {});
-  };
-}
 
 const connectOpts = { expectedIdentities: [SERVER_ID], pingIntervalMs: 0 };
 
 describe('a hostile server, seen from our client', () => {
   it('never answers the CONNECT: HboneTimeoutError after connectResponseTimeoutMs, the stream reset', async () => {
     let peer: RawH2Peer | undefined;
-    const port = await hostileServer((p) => {
+    const port = await h.hostileServer((p) => {
       peer = p;
     });
     const session = await h.connect(port, { ...connectOpts, connectResponseTimeoutMs: 300 });
@@ -95,7 +62,7 @@ describe('a hostile server, seen from our client', () => {
     // to streams opened after the server acknowledged it, and the first open of a connection
     // races that ACK (such a first stream takes up to node's 64 KiB per field, 128 fields).
     let answered = 0;
-    const port = await hostileServer((peer) => {
+    const port = await h.hostileServer((peer) => {
       void (async () => {
         for (;;) {
           const f = await peer
@@ -123,7 +90,7 @@ describe('a hostile server, seen from our client', () => {
   });
 
   it('sends PUSH_PROMISE although we sent ENABLE_PUSH=0: the connection fails, opens fail typed', async () => {
-    const port = await hostileServer(
+    const port = await h.hostileServer(
       onConnect((peer, id) => {
         const promise = Buffer.concat([
           Buffer.from([0, 0, 0, 2]),
@@ -150,7 +117,7 @@ describe('a hostile server, seen from our client', () => {
 
   it('sends DATA before its answer: our HTTP/2 answers GOAWAY, the open fails typed within its timeout', async () => {
     let peer: RawH2Peer | undefined;
-    const port = await hostileServer(
+    const port = await h.hostileServer(
       onConnect((p, id) => {
         peer = p;
         p.send(dataFrame(id, 'too early'), headersFrame(id, encodeHeaderBlock([[':status', '200']])));
@@ -163,7 +130,7 @@ describe('a hostile server, seen from our client', () => {
   });
 
   it('sends DATA before its answer: after the open times out, a PING probe finds the connection dead and closes it', async () => {
-    const port = await hostileServer(
+    const port = await h.hostileServer(
       onConnect((p, id) => {
         p.send(dataFrame(id, 'too early'), headersFrame(id, encodeHeaderBlock([[':status', '200']])));
       }),
@@ -182,7 +149,7 @@ describe('a hostile server, seen from our client', () => {
   });
 
   it('never answers the CONNECT but answers PINGs: the probe after the timeout keeps the connection', async () => {
-    const port = await hostileServer(() => {});
+    const port = await h.hostileServer(() => {});
     const session = await h.connect(port, { ...connectOpts, pingTimeoutMs: 300 });
     const err = await session.open({ authority: '10.0.0.1:80' }, { timeoutMs: 200 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(HboneTimeoutError);
@@ -196,7 +163,7 @@ describe('a hostile server, seen from our client', () => {
   // timeout (above) then closes the connection. No signal reaches JavaScript earlier. When one
   // does, drop `.fails`.
   it.fails('sends DATA before its answer: the open fails at once, not at its timeout', async () => {
-    const port = await hostileServer(
+    const port = await h.hostileServer(
       onConnect((p, id) => {
         p.send(dataFrame(id, 'too early'), headersFrame(id, encodeHeaderBlock([[':status', '200']])));
       }),
@@ -212,7 +179,7 @@ describe('a hostile server, seen from our client', () => {
   });
 
   it('answers 200 and resets with REFUSED_STREAM at once: StreamResetError or a failed open, typed', async () => {
-    const port = await hostileServer(
+    const port = await h.hostileServer(
       onConnect((peer, id) => {
         peer.send(headersFrame(id, encodeHeaderBlock([[':status', '200']])));
         peer.reset(id, ErrorCode.REFUSED_STREAM);
@@ -233,7 +200,7 @@ describe('a hostile server, seen from our client', () => {
   });
 
   it('floods our client with 100,000 PINGs: answered or cut, memory bounded', async () => {
-    const port = await hostileServer((peer) => {
+    const port = await h.hostileServer((peer) => {
       void (async () => {
         for (let sent = 0; sent < 100_000 && !peer.isClosed; sent += 1_000) {
           peer.send(...Array.from({ length: 1_000 }, (_, i) => pingFrame(BigInt(sent + i))));
@@ -254,7 +221,7 @@ describe('a hostile server, seen from our client', () => {
 describe('a server that never completes HTTP/2', () => {
   it('TLS done, no SETTINGS ever: HboneTimeoutError naming the SETTINGS wait', async () => {
     const silent = tls.createServer({
-      ...peerCredentials(h.server.minted, ca),
+      ...peerCredentials(h.server.minted, h.ca),
       ALPNProtocols: ['h2'],
       requestCert: true,
       rejectUnauthorized: false,
@@ -325,7 +292,7 @@ describe('a server that fills tunnels our application does not read', () => {
   it('bursts 20 x 4 MiB before taking our SETTINGS: past 4 x the budget the connection is given up', async () => {
     // ACKs our first SETTINGS (so our 4 MiB windows apply) and never the ones that shrink them.
     let acked = false;
-    const port = await hostileServer(
+    const port = await h.hostileServer(
       (peer) => {
         void peer
           .waitFor((f) => f.type === FrameType.SETTINGS && (f.flags & FrameFlag.ACK) === 0, 5_000)
@@ -360,7 +327,7 @@ describe('a server that fills tunnels our application does not read', () => {
   });
 
   it('fills 10 x 4 MiB and takes our SETTINGS: we hold about the budget, not 10 x 4 MiB', async () => {
-    const port = await hostileServer(filler(INITIAL_STREAM_WINDOW_BYTES));
+    const port = await h.hostileServer(filler(INITIAL_STREAM_WINDOW_BYTES));
     const session = await h.connect(port, connectOpts);
     const tunnels: HboneTunnel[] = [];
     for (let i = 0; i < 10; i++) {

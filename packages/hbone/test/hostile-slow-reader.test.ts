@@ -8,16 +8,11 @@ import {
   collectGarbage,
   encodeHeaderBlock,
   FrameFlag,
-  FrameType,
   headersFrame,
   memoryWatch,
-  peerCredentials,
-  RawH2Client,
   type RawH2Peer,
-  RawH2Server,
   reportAttack,
   SettingId,
-  type TestCa,
   windowUpdateFrame,
 } from '@hbone/testkit';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -28,14 +23,11 @@ import {
   MAX_WRITE_BUFFER_BYTES,
   SessionClosedError,
 } from '../src/index.js';
-import { caFor, readAll } from './fixtures.js';
-import { Harness, SERVER_ID } from './harness.js';
+import { echo, Harness, onConnect, SERVER_ID } from './harness.js';
 
 const h = new Harness();
-let ca: TestCa;
 beforeAll(async () => {
   await h.init();
-  ca = await caFor('cluster.local');
   collectGarbage();
 });
 afterEach(() => h.cleanup());
@@ -75,23 +67,13 @@ function pump(tunnel: HboneTunnel, cap = 512 * MiB) {
 async function pumpingServer(extra: Partial<HboneServerOptions> = {}) {
   const pumps: Array<ReturnType<typeof pump>> = [];
   const { srv, port } = await h.server_((t) => {
-    const tunnel = t.accept();
     if (t.authority.host === '10.0.0.9') {
-      pumps.push(pump(tunnel));
+      pumps.push(pump(t.accept()));
       return;
     }
-    tunnel.on('error', () => {});
-    tunnel.pipe(tunnel);
+    echo(t);
   }, extra);
   return { srv, port, pumps };
-}
-
-async function expectStillServes(port: number): Promise<void> {
-  const session = await h.connect(port);
-  const tunnel = await session.open({ authority: '10.0.0.1:80' });
-  const back = readAll(tunnel);
-  tunnel.end('still serving');
-  expect((await back).toString()).toBe('still serving');
 }
 
 /** Waits until `read()` stops changing for `quietMs` (or `maxMs` passes); returns the last value. */
@@ -114,12 +96,9 @@ describe('the server writing to a client that stops reading', () => {
   it('a client that never grants window: write() turns false within the 64 KiB window + buffers', async () => {
     const { port, pumps } = await pumpingServer();
     const mem = memoryWatch();
-    const c = await RawH2Client.connect({
-      port,
-      tls: peerCredentials(h.client.minted, ca),
+    const c = await h.rawClient(port, {
       autoWindowUpdate: false, // reads the socket, returns no window: RFC default 65,535 bytes
     });
-    h.defer(() => c.destroy());
     const id = c.connectRequest('10.0.0.9:80');
     expect(await c.outcome(id)).toMatchObject({ kind: 'response', status: 200 });
     await expect.poll(() => pumps.length).toBe(1);
@@ -135,18 +114,15 @@ describe('the server writing to a client that stops reading', () => {
     expect(c.dataBytesOf(id)).toBe(65_535);
     expect(accepted).toBeLessThanOrEqual(65_535 + 256 * 1024);
     expect(growth.heapUsedMiB + growth.arrayBuffersMiB).toBeLessThan(16);
-    await expectStillServes(port);
+    await h.expectStillServes(port);
   });
 
   it("a client that takes HBONE's windows (4 MiB stream, 16 MiB connection) and stops reading the socket", async () => {
     const { port, pumps } = await pumpingServer();
-    const c = await RawH2Client.connect({
-      port,
-      tls: peerCredentials(h.client.minted, ca),
+    const c = await h.rawClient(port, {
       settings: [[SettingId.INITIAL_WINDOW_SIZE, INITIAL_STREAM_WINDOW_BYTES]],
       autoWindowUpdate: false,
     });
-    h.defer(() => c.destroy());
     c.send(windowUpdateFrame(0, 16 * MiB - 65_535));
     const id = c.connectRequest('10.0.0.9:80');
     expect(await c.outcome(id)).toMatchObject({ kind: 'response', status: 200 });
@@ -159,7 +135,7 @@ describe('the server writing to a client that stops reading', () => {
     expect(pumps[0]!.firstFalseAt).toBeGreaterThan(0);
     expect(accepted).toBeLessThanOrEqual(INITIAL_STREAM_WINDOW_BYTES + 256 * 1024);
     expect(c.isClosed).toBe(false);
-    await expectStillServes(port);
+    await h.expectStillServes(port);
   });
 
   it.each([
@@ -167,13 +143,10 @@ describe('the server writing to a client that stops reading', () => {
     ["node's socket path", { bufferWrites: false }, false],
   ])('a client that grants 2 GiB of window and stops reading the socket: %s', async (name, extra, buffered) => {
     const { srv, port, pumps } = await pumpingServer(extra);
-    const c = await RawH2Client.connect({
-      port,
-      tls: peerCredentials(h.client.minted, ca),
+    const c = await h.rawClient(port, {
       settings: [[SettingId.INITIAL_WINDOW_SIZE, 0x7fffffff]],
       autoWindowUpdate: false,
     });
-    h.defer(() => c.destroy());
     c.send(windowUpdateFrame(0, 0x7fffffff - 65_535));
     const id = c.connectRequest('10.0.0.9:80');
     expect(await c.outcome(id)).toMatchObject({ kind: 'response', status: 200 });
@@ -202,7 +175,7 @@ describe('the server writing to a client that stops reading', () => {
       expect(p.error).toBeUndefined();
     }
     expect(growth.heapUsedMiB + growth.arrayBuffersMiB).toBeLessThan(64);
-    await expectStillServes(port);
+    await h.expectStillServes(port);
   });
 });
 
@@ -214,24 +187,18 @@ describe('our client writing to a server that stops reading', () => {
     connectionWindowIncrement = 0,
   ) {
     const peers: RawH2Peer[] = [];
-    const server = new RawH2Server({
-      tls: { ...peerCredentials(h.server.minted, ca), ca: ca.bundlePem },
-      settings,
-      autoWindowUpdate: false,
-      onConnection: (peer) => {
+    const answer = onConnect((peer, id) => {
+      peer.send(headersFrame(id, encodeHeaderBlock([[':status', '200']])));
+      if (pause) peer.pause();
+    });
+    const port = await h.hostileServer(
+      (peer) => {
         peers.push(peer);
         if (connectionWindowIncrement > 0) peer.send(windowUpdateFrame(0, connectionWindowIncrement));
-        void peer
-          .waitFor((f) => f.type === FrameType.HEADERS, 5_000)
-          .then((f) => {
-            peer.send(headersFrame(f.streamId, encodeHeaderBlock([[':status', '200']])));
-            if (pause) peer.pause();
-          })
-          .catch(() => {});
+        answer(peer);
       },
-    });
-    const { port } = await server.listen();
-    h.defer(() => server.close());
+      { settings, autoWindowUpdate: false },
+    );
     return { port, peers };
   }
 
@@ -281,13 +248,10 @@ describe('a tunnel whose reader comes back', () => {
       tunnel.on('error', () => {});
       tunnel.end(payload);
     });
-    const c = await RawH2Client.connect({
-      port,
-      tls: peerCredentials(h.client.minted, ca),
+    const c = await h.rawClient(port, {
       autoWindowUpdate: false,
       maxDataPerStream: 16 * MiB,
     });
-    h.defer(() => c.destroy());
     const id = c.connectRequest('10.0.0.9:80');
     expect(await c.outcome(id)).toMatchObject({ kind: 'response', status: 200 });
     await settle(() => c.dataBytesOf(id));

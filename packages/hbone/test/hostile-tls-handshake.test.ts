@@ -13,10 +13,8 @@ import {
   FrameType,
   memoryWatch,
   peerCredentials,
-  RawH2Client,
   reportAttack,
   settingsFrame,
-  type TestCa,
   tcpProbe,
   tlsProbe,
 } from '@hbone/testkit';
@@ -29,24 +27,14 @@ import {
   TlsHandshakeError,
   type TunnelHandler,
 } from '../src/index.js';
-import { caFor, identity, readAll } from './fixtures.js';
-import { Harness } from './harness.js';
+import { caFor, identity } from './fixtures.js';
+import { echo, expectEcho, Harness } from './harness.js';
 
 const h = new Harness();
-let ca: TestCa;
-beforeAll(async () => {
-  await h.init();
-  ca = await caFor('cluster.local');
-});
+beforeAll(() => h.init());
 afterEach(() => h.cleanup());
 
 const HANDSHAKE_MS = 300;
-
-const echo: TunnelHandler = (t) => {
-  const tunnel = t.accept();
-  tunnel.on('error', () => {});
-  tunnel.pipe(tunnel);
-};
 
 async function server(
   handler: TunnelHandler = echo,
@@ -55,14 +43,6 @@ async function server(
   const clientErrors: Error[] = [];
   srv.on('clientError', (err: Error) => clientErrors.push(err));
   return { srv, port, clientErrors };
-}
-
-async function expectStillServes(port: number): Promise<void> {
-  const session = await h.connect(port);
-  const tunnel = await session.open({ authority: '10.0.0.1:80' });
-  const back = readAll(tunnel);
-  tunnel.end('still serving');
-  expect((await back).toString()).toBe('still serving');
 }
 
 describe('slowloris: a handshake that never finishes is cut at handshakeTimeoutMs', () => {
@@ -76,23 +56,23 @@ describe('slowloris: a handshake that never finishes is cut at handshakeTimeoutM
     expect(clientErrors[0]).toBeInstanceOf(TlsHandshakeError);
     expect(clientErrors[0]!.message).toMatch(/timeout/i);
     reportAttack('slowloris: nothing sent', { closedAfterMs: r.afterMs, handshakeTimeoutMs: HANDSHAKE_MS });
-    await expectStillServes(port);
+    await h.expectStillServes(port);
   });
 
   it('half a ClientHello, then silence', async () => {
     const { port, clientErrors } = await server();
-    const hello = await captureClientHello(peerCredentials(h.client.minted, ca));
+    const hello = await captureClientHello(peerCredentials(h.client.minted, h.ca));
     const r = await tcpProbe({ port, send: hello.subarray(0, hello.length >> 1), timeoutMs: 5_000 });
     expect(r.closedByPeer).toBe(true);
     expect(r.afterMs).toBeLessThan(HANDSHAKE_MS + 1_500);
     await expect.poll(() => clientErrors.length).toBe(1);
     expect(clientErrors[0]).toBeInstanceOf(TlsHandshakeError);
-    await expectStillServes(port);
+    await h.expectStillServes(port);
   });
 
   it('a ClientHello dribbled one byte every 20 ms (it would take seconds)', async () => {
     const { port } = await server();
-    const hello = await captureClientHello(peerCredentials(h.client.minted, ca));
+    const hello = await captureClientHello(peerCredentials(h.client.minted, h.ca));
     let timer: NodeJS.Timeout | undefined;
     let sent = 0;
     const r = await tcpProbe({
@@ -121,7 +101,7 @@ describe('slowloris: a handshake that never finishes is cut at handshakeTimeoutM
     const { srv, port } = await server();
     const mem = memoryWatch();
     const probes = Array.from({ length: 200 }, () => tcpProbe({ port, timeoutMs: 10_000 }));
-    await expectStillServes(port);
+    await h.expectStillServes(port);
     const results = await Promise.all(probes);
     expect(results.every((r) => r.closedByPeer)).toBe(true);
     const slowest = Math.max(...results.map((r) => r.afterMs));
@@ -136,7 +116,7 @@ describe('slowloris: a handshake that never finishes is cut at handshakeTimeoutM
     const { srv, port, clientErrors } = await server();
     const r = await tlsProbe({
       port,
-      tls: { ...peerCredentials(h.client.minted, ca), ALPNProtocols: ['h2'] },
+      tls: { ...peerCredentials(h.client.minted, h.ca), ALPNProtocols: ['h2'] },
       timeoutMs: 5_000,
     });
     expect(r.secure).toBe(true);
@@ -146,19 +126,13 @@ describe('slowloris: a handshake that never finishes is cut at handshakeTimeoutM
     expect(clientErrors[0]).toBeInstanceOf(H2HandshakeError);
     await expect.poll(() => srv.connections, { timeout: 2_000 }).toBe(0);
     reportAttack('TLS done, no HTTP/2 preface', { closedAfterMs: r.afterMs });
-    await expectStillServes(port);
+    await h.expectStillServes(port);
   });
 
   it('the preface without its SETTINGS frame: cut too', async () => {
     const { port, clientErrors } = await server();
     // ackSettings off: a SETTINGS ACK would itself be a frame, and a protocol error before SETTINGS.
-    const c = await RawH2Client.connect({
-      port,
-      tls: peerCredentials(h.client.minted, ca),
-      preface: false,
-      ackSettings: false,
-    });
-    h.defer(() => c.destroy());
+    const c = await h.rawClient(port, { preface: false, ackSettings: false });
     c.send(CLIENT_PREFACE);
     const closed = await c.waitForClose(5_000);
     expect(closed?.byPeer).toBe(true);
@@ -172,18 +146,14 @@ describe('slowloris: a handshake that never finishes is cut at handshakeTimeoutM
     const session = await h.connect(port);
     await new Promise((r) => setTimeout(r, HANDSHAKE_MS * 3));
     expect(session.state).toBe('open');
-    const tunnel = await session.open({ authority: '10.0.0.1:80' });
-    const back = readAll(tunnel);
-    tunnel.end('after the deadline');
-    expect((await back).toString()).toBe('after the deadline');
+    await expectEcho(session, 'after the deadline');
     expect(srv.connections).toBe(1);
     expect(clientErrors).toEqual([]);
   });
 
   it('positive control: a raw client that sends its SETTINGS in time keeps its connection past the deadline', async () => {
     const { srv, port, clientErrors } = await server();
-    const c = await RawH2Client.connect({ port, tls: peerCredentials(h.client.minted, ca) });
-    h.defer(() => c.destroy());
+    const c = await h.rawClient(port);
     await c.waitFor((f) => f.type === FrameType.SETTINGS && (f.flags & FrameFlag.ACK) !== 0);
     await new Promise((r) => setTimeout(r, HANDSHAKE_MS * 3));
     expect(c.isClosed).toBe(false);
@@ -197,24 +167,24 @@ describe('TLS clients the server must refuse', () => {
     const { port, clientErrors } = await server();
     const r = await tlsProbe({
       port,
-      tls: { ...peerCredentials(h.client.minted, ca), ALPNProtocols: ['h2'], maxVersion: 'TLSv1.2' },
+      tls: { ...peerCredentials(h.client.minted, h.ca), ALPNProtocols: ['h2'], maxVersion: 'TLSv1.2' },
     });
     expect(r.secure).toBe(false);
     expect(r.error?.message).toMatch(/protocol version|alert number 70/);
     await expect.poll(() => clientErrors.length).toBe(1);
     expect(clientErrors[0]).toBeInstanceOf(TlsHandshakeError);
-    await expectStillServes(port);
+    await h.expectStillServes(port);
   });
 
   it('no client certificate: alert certificate_required (TLS 1.3: after the client thinks it is done)', async () => {
     const { srv, port, clientErrors } = await server();
-    const r = await tlsProbe({ port, tls: { ca: ca.bundlePem, ALPNProtocols: ['h2'] } });
+    const r = await tlsProbe({ port, tls: { ca: h.ca.bundlePem, ALPNProtocols: ['h2'] } });
     expect(r.error?.message).toMatch(/certificate required|alert number 116/);
     expect(r.closedByPeer).toBe(true);
     await expect.poll(() => clientErrors.length).toBe(1);
     expect(clientErrors[0]).toBeInstanceOf(TlsHandshakeError);
     await expect.poll(() => srv.connections, { timeout: 2_000 }).toBe(0);
-    await expectStillServes(port);
+    await h.expectStillServes(port);
   });
 
   it('a certificate from an unknown CA: refused during the handshake', async () => {
@@ -235,18 +205,18 @@ describe('TLS clients the server must refuse', () => {
     const { port, clientErrors } = await server();
     const r = await tlsProbe({
       port,
-      tls: { ...peerCredentials(h.client.minted, ca), ALPNProtocols: ['http/1.1'] },
+      tls: { ...peerCredentials(h.client.minted, h.ca), ALPNProtocols: ['http/1.1'] },
     });
     expect(r.secure).toBe(false);
     expect(r.error?.message).toMatch(/no application protocol|alert number 120/);
     await expect.poll(() => clientErrors.length).toBe(1);
     expect(clientErrors[0]).toBeInstanceOf(TlsHandshakeError);
-    await expectStillServes(port);
+    await h.expectStillServes(port);
   });
 
   it('no ALPN at all: the handshake completes, then the server closes with H2HandshakeError', async () => {
     const { srv, port, clientErrors } = await server();
-    const r = await tlsProbe({ port, tls: peerCredentials(h.client.minted, ca) });
+    const r = await tlsProbe({ port, tls: peerCredentials(h.client.minted, h.ca) });
     expect(r.secure).toBe(true);
     expect(r.alpn).toBe(false);
     expect(r.closedByPeer).toBe(true);
@@ -271,7 +241,7 @@ describe('bytes that are not TLS', () => {
     expect(r.afterMs).toBeLessThan(HANDSHAKE_MS + 1_500);
     await expect.poll(() => clientErrors.length).toBe(1);
     expect(clientErrors[0]).toBeInstanceOf(TlsHandshakeError);
-    await expectStillServes(port);
+    await h.expectStillServes(port);
   });
 });
 
@@ -279,8 +249,7 @@ describe('half-open TCP: a FIN right after the preface', () => {
   for (const how of ['a bare TCP FIN', 'TLS close_notify and FIN'] as const) {
     it(`${how}: the server closes the connection`, async () => {
       const { srv, port } = await server();
-      const c = await RawH2Client.connect({ port, tls: peerCredentials(h.client.minted, ca) });
-      h.defer(() => c.destroy());
+      const c = await h.rawClient(port);
       await c.waitFor((f) => f.type === FrameType.SETTINGS && (f.flags & FrameFlag.ACK) !== 0);
       expect(srv.connections).toBe(1);
       if (how === 'a bare TCP FIN') c.tcp.end();
@@ -288,7 +257,7 @@ describe('half-open TCP: a FIN right after the preface', () => {
       const closed = await c.waitForClose(3_000);
       expect(closed?.byPeer).toBe(true);
       await expect.poll(() => srv.connections, { timeout: 2_000 }).toBe(0);
-      await expectStillServes(port);
+      await h.expectStillServes(port);
     });
   }
 
@@ -301,8 +270,7 @@ describe('half-open TCP: a FIN right after the preface', () => {
       tunnels.push(tunnel);
       tunnel.pipe(tunnel);
     });
-    const c = await RawH2Client.connect({ port, tls: peerCredentials(h.client.minted, ca) });
-    h.defer(() => c.destroy());
+    const c = await h.rawClient(port);
     const id = c.connectRequest('10.0.0.1:80');
     expect(await c.outcome(id)).toMatchObject({ kind: 'response', status: 200 });
     c.data(id, 'half');
@@ -312,14 +280,14 @@ describe('half-open TCP: a FIN right after the preface', () => {
     await expect.poll(() => srv.connections, { timeout: 2_000 }).toBe(0);
     await expect.poll(() => tunnels[0]?.destroyed).toBe(true);
     expect(errors[0]).toBeInstanceOf(SessionClosedError);
-    await expectStillServes(port);
+    await h.expectStillServes(port);
   });
 });
 
 describe('a peer that resets the TCP connection during the handshake', () => {
   it('RST after half a ClientHello: a clientError, nothing left behind', async () => {
     const { srv, port, clientErrors } = await server();
-    const hello = await captureClientHello(peerCredentials(h.client.minted, ca));
+    const hello = await captureClientHello(peerCredentials(h.client.minted, h.ca));
     await new Promise<void>((resolve) => {
       const s = net.connect({ port, host: '127.0.0.1' }, () => {
         s.write(hello.subarray(0, 100), () => setTimeout(() => s.resetAndDestroy(), 20));
@@ -330,6 +298,6 @@ describe('a peer that resets the TCP connection during the handshake', () => {
     await expect.poll(() => clientErrors.length).toBe(1);
     expect(clientErrors[0]).toBeInstanceOf(TlsHandshakeError);
     await expect.poll(() => srv.connections, { timeout: 2_000 }).toBe(0);
-    await expectStillServes(port);
+    await h.expectStillServes(port);
   });
 });

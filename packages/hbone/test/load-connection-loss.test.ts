@@ -25,25 +25,13 @@
  * ended until its 'end' was emitted); server.ts and client-session.ts destroy sessions with an
  * error and a code, so cut streams are reset with INTERNAL_ERROR, never NO_ERROR.
  */
-import {
-  createFaultProxy,
-  FrameType,
-  parseRstStream,
-  peerCredentials,
-  RawH2Client,
-  type TestCa,
-} from '@hbone/testkit';
+import { createFaultProxy, FrameType, parseRstStream } from '@hbone/testkit';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type HboneTunnel, SessionClosedError } from '../src/index.js';
-import { caFor } from './fixtures.js';
-import { Harness } from './harness.js';
+import { echo, Harness } from './harness.js';
 
 const h = new Harness();
-let ca: TestCa;
-beforeAll(async () => {
-  await h.init();
-  ca = await caFor('cluster.local');
-});
+beforeAll(() => h.init());
 afterEach(() => h.cleanup());
 
 interface Seen {
@@ -146,17 +134,10 @@ describe('what server.destroy() tells a client about the tunnels it cuts (frame 
     const chunk = Buffer.alloc(16 * 1024, 0x61);
     const eofResets: string[] = [];
     for (let attempt = 0; attempt < 10; attempt++) {
-      const { srv, port } = await h.server_((t) => {
-        const tunnel = t.accept();
-        tunnel.on('error', () => {});
-        tunnel.pipe(tunnel);
-      });
-      const c = await RawH2Client.connect({
-        port,
-        tls: peerCredentials(h.client.minted, ca),
+      const { srv, port } = await h.server_(echo);
+      const c = await h.rawClient(port, {
         settings: [[0x4, 4 * 1024 * 1024]], // SETTINGS_INITIAL_WINDOW_SIZE: the echo flows freely
       });
-      h.defer(() => c.destroy());
       const ids = Array.from({ length: 5 }, () => c.connectRequest('10.0.0.1:80'));
       for (const id of ids) expect(await c.outcome(id)).toMatchObject({ kind: 'response', status: 200 });
       for (let n = 0; n < 20; n++) for (const id of ids) c.data(id, chunk);

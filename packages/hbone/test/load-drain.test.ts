@@ -18,38 +18,23 @@
  * CONNECT and the ACK. The expected-fail test pins the stall; flip it to it() with the fix.
  */
 import * as net from 'node:net';
-import { FrameType, parseGoaway, peerCredentials, pingFrame, RawH2Client, type TestCa } from '@hbone/testkit';
+import { FrameType, parseGoaway, pingFrame, type RawH2Client } from '@hbone/testkit';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connectOver, type HboneServer, TlsHandshakeError } from '../src/index.js';
-import { caFor } from './fixtures.js';
-import { Harness, SERVER_ID } from './harness.js';
+import { echo, Harness, SERVER_ID } from './harness.js';
 
 const h = new Harness();
-let ca: TestCa;
-beforeAll(async () => {
-  await h.init();
-  ca = await caFor('cluster.local');
-});
+beforeAll(() => h.init());
 afterEach(() => h.cleanup());
 
 const DRAIN_DEADLINE_MS = 3_000;
 
 /** An echo server, and a raw client with one tunnel open on it (stream 1, answered 200). */
 async function drainingWithOneTunnel(): Promise<{ srv: HboneServer; c: RawH2Client }> {
-  const { srv, port } = await h.server_(
-    (t) => {
-      const tunnel = t.accept();
-      tunnel.on('error', () => {});
-      tunnel.pipe(tunnel);
-    },
-    { drainDeadlineMs: DRAIN_DEADLINE_MS },
-  );
-  const c = await RawH2Client.connect({
-    port,
-    tls: peerCredentials(h.client.minted, ca),
+  const { srv, port } = await h.server_(echo, { drainDeadlineMs: DRAIN_DEADLINE_MS });
+  const c = await h.rawClient(port, {
     ackPings: false, // PING ACKs are sent by hand, when the test says
   });
-  h.defer(() => c.destroy());
   const first = c.connectRequest('10.0.0.1:80');
   expect(await c.outcome(first)).toMatchObject({ kind: 'response', status: 200 });
   return { srv, c };
