@@ -8,6 +8,14 @@ import {
   parseAuthority,
 } from '../src/authority.js';
 import { InvalidAuthorityError } from '../src/codec-errors.js';
+import {
+  expectOnlyThrows,
+  expectOracleAgreement,
+  expectStableCode,
+  garbage,
+  mutated,
+  outcomeOf,
+} from './codec-properties.js';
 import { oracleParseAuthority } from './oracles/authority.js';
 
 function reasonOf(s: string): string {
@@ -119,15 +127,11 @@ describe('parseAuthority rejects, with a reason', () => {
   });
 
   it('carries code ERR_INVALID_AUTHORITY and the class name', () => {
-    const err = (() => {
-      try {
-        parseAuthority('nope');
-      } catch (e) {
-        return e as InvalidAuthorityError;
-      }
-    })()!;
-    expect(err.code).toBe('ERR_INVALID_AUTHORITY');
-    expect(err.name).toBe('InvalidAuthorityError');
+    const err = expectStableCode<InvalidAuthorityError>(
+      () => parseAuthority('nope'),
+      'ERR_INVALID_AUTHORITY',
+      'InvalidAuthorityError',
+    );
     expect(err).toBeInstanceOf(Error);
     expect(err.input).toBe('nope');
   });
@@ -173,51 +177,16 @@ const validAuthorityString = fc.oneof(
   fc.tuple(hostname, fc.integer({ min: 1, max: 65535 })).map(([h, p]) => `${h}:${p}`),
 );
 const NASTY = [...'[]:.%@0123456789abcdefABCDEF-_ \t/\u00e9\u0000'];
-const mutated = fc
-  .tuple(
-    validAuthorityString,
-    fc.array(fc.tuple(fc.nat(), fc.nat(), fc.constantFrom(...NASTY), fc.constantFrom('ins', 'del', 'set')), {
-      minLength: 1,
-      maxLength: 3,
-    }),
-  )
-  .map(([s, edits]) => {
-    let out = s;
-    for (const [at, , ch, op] of edits) {
-      const i = at % (out.length + 1);
-      if (op === 'ins') out = out.slice(0, i) + ch + out.slice(i);
-      else if (op === 'del') out = out.slice(0, i) + out.slice(i + 1);
-      else out = out.slice(0, i) + ch + out.slice(i + 1);
-    }
-    return out;
-  });
-
-function outcome(s: string): Authority | 'error' {
-  try {
-    return parseAuthority(s);
-  } catch (err) {
-    if (!(err instanceof InvalidAuthorityError)) throw err;
-    return 'error';
-  }
-}
+const mutatedAuthority = mutated(validAuthorityString, NASTY);
+const outcome = outcomeOf(parseAuthority, InvalidAuthorityError);
 
 describe('properties', () => {
   it('agrees with the naive oracle on valid inputs', () => {
-    fc.assert(
-      fc.property(validAuthorityString, (s) => {
-        expect(outcome(s)).toEqual(oracleParseAuthority(s));
-      }),
-      { numRuns: 2000 },
-    );
+    expectOracleAgreement(validAuthorityString, outcome, oracleParseAuthority, { numRuns: 2000 });
   });
 
   it('agrees with the naive oracle on mutated inputs', () => {
-    fc.assert(
-      fc.property(mutated, (s) => {
-        expect(outcome(s)).toEqual(oracleParseAuthority(s));
-      }),
-      { numRuns: 5000 },
-    );
+    expectOracleAgreement(mutatedAuthority, outcome, oracleParseAuthority, { numRuns: 5000 });
   });
 
   it('round-trips: parse(format(a)) equals a, and format is idempotent', () => {
@@ -233,11 +202,6 @@ describe('properties', () => {
   });
 
   it('garbage never throws anything but InvalidAuthorityError', () => {
-    fc.assert(
-      fc.property(fc.oneof(fc.string(), fc.string({ unit: 'binary' }), mutated), (s) => {
-        outcome(s);
-      }),
-      { numRuns: 3000 },
-    );
+    expectOnlyThrows(InvalidAuthorityError, garbage(mutatedAuthority), [parseAuthority], { numRuns: 3000 });
   });
 });

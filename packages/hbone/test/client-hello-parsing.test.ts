@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type ClientHelloInfo, parseClientHello } from '../src/client-hello.js';
 import { InvalidClientHelloError } from '../src/codec-errors.js';
+import { expectOnlyThrows, expectOracleAgreement, expectStableCode, outcomeOf } from './codec-properties.js';
 import {
   alpnExtension,
   buildClientHello,
@@ -241,14 +242,12 @@ describe('parseClientHello rejects hostile bytes early, with a reason', () => {
   });
 
   it('error has the stable code and name', () => {
-    try {
-      parseClientHello(Uint8Array.of(0));
-      expect.unreachable();
-    } catch (err) {
-      expect((err as InvalidClientHelloError).code).toBe('ERR_INVALID_CLIENT_HELLO');
-      expect((err as InvalidClientHelloError).name).toBe('InvalidClientHelloError');
-      expect((err as InvalidClientHelloError).offset).toBe(0);
-    }
+    const err = expectStableCode<InvalidClientHelloError>(
+      () => parseClientHello(Uint8Array.of(0)),
+      'ERR_INVALID_CLIENT_HELLO',
+      'InvalidClientHelloError',
+    );
+    expect(err.offset).toBe(0);
   });
 });
 
@@ -356,14 +355,7 @@ const nearValidArb = fc
     return base.bytes.length % 2 === 0 ? buildRecords(hs) : buildRecords(hs, [17]);
   });
 
-function outcome(buf: Uint8Array): ClientHelloInfo | 'incomplete' | 'error' {
-  try {
-    return parseClientHello(buf);
-  } catch (err) {
-    if (!(err instanceof InvalidClientHelloError)) throw err;
-    return 'error';
-  }
-}
+const outcome = outcomeOf(parseClientHello, InvalidClientHelloError);
 
 describe('properties', () => {
   it('reads back what the model built, however it is fragmented', () => {
@@ -376,30 +368,20 @@ describe('properties', () => {
   });
 
   it('agrees with the naive oracle on valid hellos', () => {
-    fc.assert(
-      fc.property(helloArb, ({ bytes }) => {
-        expect(outcome(bytes)).toEqual(oracleParseClientHello(bytes));
-      }),
+    expectOracleAgreement(
+      helloArb.map(({ bytes }) => bytes),
+      outcome,
+      oracleParseClientHello,
       { numRuns: 1000 },
     );
   });
 
   it('agrees with the naive oracle on mutated and truncated hellos', () => {
-    fc.assert(
-      fc.property(mutatedArb, (bytes) => {
-        expect(outcome(bytes)).toEqual(oracleParseClientHello(bytes));
-      }),
-      { numRuns: 5000 },
-    );
+    expectOracleAgreement(mutatedArb, outcome, oracleParseClientHello, { numRuns: 5000 });
   });
 
   it('agrees with the naive oracle on well-framed hellos with rule-breaking extensions', () => {
-    fc.assert(
-      fc.property(nearValidArb, (bytes) => {
-        expect(outcome(bytes)).toEqual(oracleParseClientHello(bytes));
-      }),
-      { numRuns: 3000 },
-    );
+    expectOracleAgreement(nearValidArb, outcome, oracleParseClientHello, { numRuns: 3000 });
   });
 
   it('is monotonic: once a prefix is rejected, every longer buffer is rejected too', () => {
@@ -424,33 +406,30 @@ describe('properties', () => {
   });
 
   it('garbage never throws anything but InvalidClientHelloError', () => {
-    fc.assert(
-      fc.property(
-        fc.oneof(
-          fc.uint8Array({ maxLength: 600 }),
-          fc.uint8Array({ maxLength: 600 }).map((b) => Uint8Array.from([22, 3, 1, ...b])),
-          fc
-            .uint8Array({ maxLength: 600 })
-            .map((b) =>
-              Uint8Array.from([
-                22,
-                3,
-                1,
-                b.length >> 8,
-                b.length & 255,
-                1,
-                0,
-                (b.length - 4) >> 8,
-                (b.length - 4) & 255,
-                ...b,
-              ]),
-            ),
-          mutatedArb,
-        ),
-        (b) => {
-          outcome(b);
-        },
+    expectOnlyThrows(
+      InvalidClientHelloError,
+      fc.oneof(
+        fc.uint8Array({ maxLength: 600 }),
+        fc.uint8Array({ maxLength: 600 }).map((b) => Uint8Array.from([22, 3, 1, ...b])),
+        fc
+          .uint8Array({ maxLength: 600 })
+          .map((b) =>
+            Uint8Array.from([
+              22,
+              3,
+              1,
+              b.length >> 8,
+              b.length & 255,
+              1,
+              0,
+              (b.length - 4) >> 8,
+              (b.length - 4) & 255,
+              ...b,
+            ]),
+          ),
+        mutatedArb,
       ),
+      [parseClientHello],
       { numRuns: 5000 },
     );
   });

@@ -8,6 +8,14 @@ import {
   TRACE_FLAG_SAMPLED,
   type Traceparent,
 } from '../src/traceparent.js';
+import {
+  expectOnlyThrows,
+  expectOracleAgreement,
+  expectStableCode,
+  garbage,
+  mutated,
+  outcomeOf,
+} from './codec-properties.js';
 import { oracleParseTraceparent } from './oracles/traceparent.js';
 
 const W3C_EXAMPLE = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
@@ -65,13 +73,7 @@ describe('parseTraceparent (W3C Trace Context section 3.2)', () => {
   });
 
   it('error has the stable code and name', () => {
-    try {
-      parseTraceparent('x');
-      expect.unreachable();
-    } catch (err) {
-      expect((err as InvalidTraceparentError).code).toBe('ERR_INVALID_TRACEPARENT');
-      expect((err as InvalidTraceparentError).name).toBe('InvalidTraceparentError');
-    }
+    expectStableCode(() => parseTraceparent('x'), 'ERR_INVALID_TRACEPARENT', 'InvalidTraceparentError');
   });
 });
 
@@ -141,33 +143,8 @@ const validText = fc.oneof(
     .map(([t, tail]) => `${formatTraceparent(t)}-${tail}`),
 );
 const NASTY = [...'-0fFgz \u00e9\u0000'];
-const mutated = fc
-  .tuple(
-    validText,
-    fc.array(fc.tuple(fc.nat(), fc.constantFrom(...NASTY), fc.constantFrom('ins', 'del', 'set')), {
-      minLength: 1,
-      maxLength: 3,
-    }),
-  )
-  .map(([s, edits]) => {
-    let out = s;
-    for (const [at, ch, op] of edits) {
-      const i = at % (out.length + 1);
-      if (op === 'ins') out = out.slice(0, i) + ch + out.slice(i);
-      else if (op === 'del') out = out.slice(0, i) + out.slice(i + 1);
-      else out = out.slice(0, i) + ch + out.slice(i + 1);
-    }
-    return out;
-  });
-
-function outcome(s: string): Traceparent | 'error' {
-  try {
-    return parseTraceparent(s);
-  } catch (err) {
-    if (!(err instanceof InvalidTraceparentError)) throw err;
-    return 'error';
-  }
-}
+const mutatedText = mutated(validText, NASTY);
+const outcome = outcomeOf(parseTraceparent, InvalidTraceparentError);
 
 describe('properties', () => {
   it('round-trips: parse(format(t)) equals t', () => {
@@ -193,22 +170,16 @@ describe('properties', () => {
   });
 
   it('agrees with the naive oracle on valid and mutated values', () => {
-    fc.assert(
-      fc.property(fc.oneof(validText, mutated), (s) => {
-        expect(outcome(s)).toEqual(oracleParseTraceparent(s));
-      }),
-      { numRuns: 5000 },
-    );
+    expectOracleAgreement(fc.oneof(validText, mutatedText), outcome, oracleParseTraceparent, {
+      numRuns: 5000,
+    });
   });
 
   it('garbage never throws anything but InvalidTraceparentError', () => {
-    fc.assert(
-      fc.property(
-        fc.oneof(fc.string(), fc.string({ unit: 'binary', minLength: 55, maxLength: 60 }), mutated),
-        (s) => {
-          outcome(s);
-        },
-      ),
+    expectOnlyThrows(
+      InvalidTraceparentError,
+      garbage(mutatedText, { minLength: 55, maxLength: 60 }),
+      [parseTraceparent],
       { numRuns: 3000 },
     );
   });
