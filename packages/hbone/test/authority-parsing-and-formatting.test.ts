@@ -8,14 +8,7 @@ import {
   parseAuthority,
 } from '../src/authority.js';
 import { InvalidAuthorityError } from '../src/codec-errors.js';
-import {
-  expectOnlyThrows,
-  expectOracleAgreement,
-  expectStableCode,
-  garbage,
-  mutated,
-  outcomeOf,
-} from './codec-properties.js';
+import * as codec from './codec-properties.js';
 import { oracleParseAuthority } from './oracles/authority.js';
 
 function reasonOf(s: string): string {
@@ -127,7 +120,7 @@ describe('parseAuthority rejects, with a reason', () => {
   });
 
   it('carries code ERR_INVALID_AUTHORITY and the class name', () => {
-    const err = expectStableCode<InvalidAuthorityError>(
+    const err = codec.expectStableCode<InvalidAuthorityError>(
       () => parseAuthority('nope'),
       'ERR_INVALID_AUTHORITY',
       'InvalidAuthorityError',
@@ -177,16 +170,16 @@ const validAuthorityString = fc.oneof(
   fc.tuple(hostname, fc.integer({ min: 1, max: 65535 })).map(([h, p]) => `${h}:${p}`),
 );
 const NASTY = [...'[]:.%@0123456789abcdefABCDEF-_ \t/\u00e9\u0000'];
-const mutatedAuthority = mutated(validAuthorityString, NASTY);
-const outcome = outcomeOf(parseAuthority, InvalidAuthorityError);
+const mutatedAuthority = codec.mutated(validAuthorityString, NASTY);
+const outcome = codec.outcomeOf(parseAuthority, InvalidAuthorityError);
 
 describe('properties', () => {
   it('agrees with the naive oracle on valid inputs', () => {
-    expectOracleAgreement(validAuthorityString, outcome, oracleParseAuthority, { numRuns: 2000 });
+    codec.expectOracleAgreement(validAuthorityString, outcome, oracleParseAuthority, { numRuns: 2000 });
   });
 
   it('agrees with the naive oracle on mutated inputs', () => {
-    expectOracleAgreement(mutatedAuthority, outcome, oracleParseAuthority, { numRuns: 5000 });
+    codec.expectOracleAgreement(mutatedAuthority, outcome, oracleParseAuthority, { numRuns: 5000 });
   });
 
   it('round-trips: parse(format(a)) equals a, and format is idempotent', () => {
@@ -202,6 +195,8 @@ describe('properties', () => {
   });
 
   it('garbage never throws anything but InvalidAuthorityError', () => {
-    expectOnlyThrows(InvalidAuthorityError, garbage(mutatedAuthority), [parseAuthority], { numRuns: 3000 });
+    codec.expectOnlyThrows(InvalidAuthorityError, codec.garbage(mutatedAuthority), [parseAuthority], {
+      numRuns: 3000,
+    });
   });
 });

@@ -10,14 +10,7 @@ import {
   type WorkloadAttributes,
 } from '../src/baggage.js';
 import { InvalidBaggageError } from '../src/codec-errors.js';
-import {
-  expectOnlyThrows,
-  expectOracleAgreement,
-  expectStableCode,
-  garbage,
-  mutated,
-  outcomeOf,
-} from './codec-properties.js';
+import * as codec from './codec-properties.js';
 import { oracleParseBaggage } from './oracles/baggage.js';
 
 describe('formatBaggage writes what ztunnel writes (src/baggage.rs baggage_header_val)', () => {
@@ -148,7 +141,7 @@ describe('parseBaggage (W3C Baggage)', () => {
   });
 
   it('never returns a partial result: valid members before a bad byte are not returned', () => {
-    const caught = expectStableCode(
+    const caught = codec.expectStableCode(
       () => parseBaggage('k8s.cluster.name=c1,k8s.namespace.name=n\u0080s'),
       'ERR_INVALID_BAGGAGE',
       'InvalidBaggageError',
@@ -283,8 +276,8 @@ const validHeader = fc
   .tuple(fc.array(fc.tuple(ows, member, ows), { maxLength: 6 }), fc.boolean())
   .map(([ms, trailing]) => ms.map(([a, m, b]) => `${a}${m}${b}`).join(',') + (trailing ? ',' : ''));
 const NASTY = [...'=,; \t%"\\\u00e9\u0000\u007fA0'];
-const mutatedHeader = mutated(validHeader, NASTY, ['set', 'ins']);
-const outcome = outcomeOf(parseBaggage, InvalidBaggageError);
+const mutatedHeader = codec.mutated(validHeader, NASTY, ['set', 'ins']);
+const outcome = codec.outcomeOf(parseBaggage, InvalidBaggageError);
 
 describe('properties', () => {
   it('round-trips: parseWorkloadAttributes(formatBaggage(a)) equals a (less empty values)', () => {
@@ -315,23 +308,26 @@ describe('properties', () => {
   });
 
   it('agrees with the naive oracle on valid headers', () => {
-    expectOracleAgreement(validHeader, outcome, oracleParseBaggage, { numRuns: 2000 });
+    codec.expectOracleAgreement(validHeader, outcome, oracleParseBaggage, { numRuns: 2000 });
   });
 
   it('agrees with the naive oracle on mutated headers', () => {
-    expectOracleAgreement(mutatedHeader, outcome, oracleParseBaggage, { numRuns: 5000 });
+    codec.expectOracleAgreement(mutatedHeader, outcome, oracleParseBaggage, { numRuns: 5000 });
   });
 
   it('agrees with the naive oracle on percent-encoded bytes, valid UTF-8 or not', () => {
     const percentEncoded = fc
       .uint8Array({ maxLength: 12 })
       .map((bytes) => `k=${[...bytes].map((b) => `%${b.toString(16).padStart(2, '0')}`).join('')}`);
-    expectOracleAgreement(percentEncoded, outcome, oracleParseBaggage);
+    codec.expectOracleAgreement(percentEncoded, outcome, oracleParseBaggage);
   });
 
   it('garbage never throws anything but InvalidBaggageError', () => {
-    expectOnlyThrows(InvalidBaggageError, garbage(mutatedHeader), [parseBaggage, parseWorkloadAttributes], {
-      numRuns: 3000,
-    });
+    codec.expectOnlyThrows(
+      InvalidBaggageError,
+      codec.garbage(mutatedHeader),
+      [parseBaggage, parseWorkloadAttributes],
+      { numRuns: 3000 },
+    );
   });
 });

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type ClientHelloInfo, parseClientHello } from '../src/client-hello.js';
 import { InvalidClientHelloError } from '../src/codec-errors.js';
-import { expectOnlyThrows, expectOracleAgreement, expectStableCode, outcomeOf } from './codec-properties.js';
+import * as codec from './codec-properties.js';
 import {
   alpnExtension,
   buildClientHello,
@@ -242,7 +242,7 @@ describe('parseClientHello rejects hostile bytes early, with a reason', () => {
   });
 
   it('error has the stable code and name', () => {
-    const err = expectStableCode<InvalidClientHelloError>(
+    const err = codec.expectStableCode<InvalidClientHelloError>(
       () => parseClientHello(Uint8Array.of(0)),
       'ERR_INVALID_CLIENT_HELLO',
       'InvalidClientHelloError',
@@ -355,7 +355,7 @@ const nearValidArb = fc
     return base.bytes.length % 2 === 0 ? buildRecords(hs) : buildRecords(hs, [17]);
   });
 
-const outcome = outcomeOf(parseClientHello, InvalidClientHelloError);
+const outcome = codec.outcomeOf(parseClientHello, InvalidClientHelloError);
 
 describe('properties', () => {
   it('reads back what the model built, however it is fragmented', () => {
@@ -368,7 +368,7 @@ describe('properties', () => {
   });
 
   it('agrees with the naive oracle on valid hellos', () => {
-    expectOracleAgreement(
+    codec.expectOracleAgreement(
       helloArb.map(({ bytes }) => bytes),
       outcome,
       oracleParseClientHello,
@@ -377,11 +377,11 @@ describe('properties', () => {
   });
 
   it('agrees with the naive oracle on mutated and truncated hellos', () => {
-    expectOracleAgreement(mutatedArb, outcome, oracleParseClientHello, { numRuns: 5000 });
+    codec.expectOracleAgreement(mutatedArb, outcome, oracleParseClientHello, { numRuns: 5000 });
   });
 
   it('agrees with the naive oracle on well-framed hellos with rule-breaking extensions', () => {
-    expectOracleAgreement(nearValidArb, outcome, oracleParseClientHello, { numRuns: 3000 });
+    codec.expectOracleAgreement(nearValidArb, outcome, oracleParseClientHello, { numRuns: 3000 });
   });
 
   it('is monotonic: once a prefix is rejected, every longer buffer is rejected too', () => {
@@ -406,7 +406,7 @@ describe('properties', () => {
   });
 
   it('garbage never throws anything but InvalidClientHelloError', () => {
-    expectOnlyThrows(
+    codec.expectOnlyThrows(
       InvalidClientHelloError,
       fc.oneof(
         fc.uint8Array({ maxLength: 600 }),

@@ -9,14 +9,7 @@ import {
   parseForwarded,
   parseForwardedNode,
 } from '../src/forwarded.js';
-import {
-  expectOnlyThrows,
-  expectOracleAgreement,
-  expectStableCode,
-  garbage,
-  mutated,
-  outcomeOf,
-} from './codec-properties.js';
+import * as codec from './codec-properties.js';
 import { oracleParseForwarded } from './oracles/forwarded.js';
 
 describe('formatForwarded writes what ztunnel writes (src/proxy/outbound.rs build_forwarded)', () => {
@@ -179,7 +172,7 @@ describe('parseForwarded (RFC 7239)', () => {
   });
 
   it('error has the stable code and name', () => {
-    expectStableCode(() => parseForwarded('for='), 'ERR_INVALID_FORWARDED', 'InvalidForwardedError');
+    codec.expectStableCode(() => parseForwarded('for='), 'ERR_INVALID_FORWARDED', 'InvalidForwardedError');
   });
 });
 
@@ -236,8 +229,8 @@ const headerArb = fc
   .array(fc.tuple(elementArb, ows), { maxLength: 5 })
   .map((els) => els.map(([e, o]) => `${o}${e}${o}`).join(','));
 const NASTY = [...'=,;" \t\\[]:_\u00e9\u0000a'];
-const mutatedArb = mutated(headerArb, NASTY, ['set', 'ins']);
-const outcome = outcomeOf(parseForwarded, InvalidForwardedError);
+const mutatedArb = codec.mutated(headerArb, NASTY, ['set', 'ins']);
+const outcome = codec.outcomeOf(parseForwarded, InvalidForwardedError);
 
 const nodeArb: fc.Arbitrary<string> = fc.oneof(
   fc
@@ -252,11 +245,11 @@ const hostArb = fc.oneof(fc.domain(), fc.stringMatching(/^[\x21-\x7e]{1,12}$/));
 
 describe('properties', () => {
   it('agrees with the naive oracle on valid headers', () => {
-    expectOracleAgreement(headerArb, outcome, oracleParseForwarded, { numRuns: 2000 });
+    codec.expectOracleAgreement(headerArb, outcome, oracleParseForwarded, { numRuns: 2000 });
   });
 
   it('agrees with the naive oracle on mutated headers', () => {
-    expectOracleAgreement(mutatedArb, outcome, oracleParseForwarded, { numRuns: 5000 });
+    codec.expectOracleAgreement(mutatedArb, outcome, oracleParseForwarded, { numRuns: 5000 });
   });
 
   it('round-trips: parse(format({for, host})) gives back the canonical node and the host', () => {
@@ -274,8 +267,11 @@ describe('properties', () => {
   });
 
   it('garbage never throws anything but InvalidForwardedError', () => {
-    expectOnlyThrows(InvalidForwardedError, garbage(mutatedArb), [parseForwarded, parseForwardedNode], {
-      numRuns: 3000,
-    });
+    codec.expectOnlyThrows(
+      InvalidForwardedError,
+      codec.garbage(mutatedArb),
+      [parseForwarded, parseForwardedNode],
+      { numRuns: 3000 },
+    );
   });
 });

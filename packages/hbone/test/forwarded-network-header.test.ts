@@ -12,7 +12,7 @@ import {
   TRACEPARENT_HEADER,
   X_FORWARDED_NETWORK_HEADER,
 } from '../src/forwarded-network.js';
-import { expectOracleAgreement, expectStableCode, mutated, outcomeOf } from './codec-properties.js';
+import * as codec from './codec-properties.js';
 import { oracleParseForwardedNetwork } from './oracles/forwarded-network.js';
 
 describe('header names (ztunnel src/proxy.rs constants and create_hbone_request order)', () => {
@@ -68,7 +68,7 @@ describe('x-forwarded-network', () => {
   });
 
   it('error has the stable code and name', () => {
-    expectStableCode(
+    codec.expectStableCode(
       () => parseForwardedNetwork(''),
       'ERR_INVALID_FORWARDED_NETWORK',
       'InvalidForwardedNetworkError',
@@ -94,10 +94,10 @@ describe('properties', () => {
   });
 
   it('agrees with the naive oracle on valid, mutated and garbage values', () => {
-    const oneInsertion = mutated(tokenArb, [...' \t,;"\u00e9a'], ['ins'], 1);
-    expectOracleAgreement(
+    const oneInsertion = codec.mutated(tokenArb, [...' \t,;"\u00e9a'], ['ins'], 1);
+    codec.expectOracleAgreement(
       fc.oneof(tokenArb, oneInsertion, fc.string(), fc.string({ unit: 'binary' })),
-      outcomeOf(parseForwardedNetwork, InvalidForwardedNetworkError),
+      codec.outcomeOf(parseForwardedNetwork, InvalidForwardedNetworkError),
       oracleParseForwardedNetwork,
       { numRuns: 3000 },
     );

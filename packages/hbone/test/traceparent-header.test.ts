@@ -8,14 +8,7 @@ import {
   TRACE_FLAG_SAMPLED,
   type Traceparent,
 } from '../src/traceparent.js';
-import {
-  expectOnlyThrows,
-  expectOracleAgreement,
-  expectStableCode,
-  garbage,
-  mutated,
-  outcomeOf,
-} from './codec-properties.js';
+import * as codec from './codec-properties.js';
 import { oracleParseTraceparent } from './oracles/traceparent.js';
 
 const W3C_EXAMPLE = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
@@ -73,7 +66,7 @@ describe('parseTraceparent (W3C Trace Context section 3.2)', () => {
   });
 
   it('error has the stable code and name', () => {
-    expectStableCode(() => parseTraceparent('x'), 'ERR_INVALID_TRACEPARENT', 'InvalidTraceparentError');
+    codec.expectStableCode(() => parseTraceparent('x'), 'ERR_INVALID_TRACEPARENT', 'InvalidTraceparentError');
   });
 });
 
@@ -143,8 +136,8 @@ const validText = fc.oneof(
     .map(([t, tail]) => `${formatTraceparent(t)}-${tail}`),
 );
 const NASTY = [...'-0fFgz \u00e9\u0000'];
-const mutatedText = mutated(validText, NASTY);
-const outcome = outcomeOf(parseTraceparent, InvalidTraceparentError);
+const mutatedText = codec.mutated(validText, NASTY);
+const outcome = codec.outcomeOf(parseTraceparent, InvalidTraceparentError);
 
 describe('properties', () => {
   it('round-trips: parse(format(t)) equals t', () => {
@@ -170,15 +163,15 @@ describe('properties', () => {
   });
 
   it('agrees with the naive oracle on valid and mutated values', () => {
-    expectOracleAgreement(fc.oneof(validText, mutatedText), outcome, oracleParseTraceparent, {
+    codec.expectOracleAgreement(fc.oneof(validText, mutatedText), outcome, oracleParseTraceparent, {
       numRuns: 5000,
     });
   });
 
   it('garbage never throws anything but InvalidTraceparentError', () => {
-    expectOnlyThrows(
+    codec.expectOnlyThrows(
       InvalidTraceparentError,
-      garbage(mutatedText, { minLength: 55, maxLength: 60 }),
+      codec.garbage(mutatedText, { minLength: 55, maxLength: 60 }),
       [parseTraceparent],
       { numRuns: 3000 },
     );
