@@ -1,5 +1,5 @@
 import { createFaultProxy } from '@hbone/testkit';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   ConnectError,
   connect,
@@ -10,11 +10,9 @@ import {
   TlsHandshakeError,
 } from '../src/index.js';
 import { deadPort, identity } from './fixtures.js';
-import { CLIENT_ID, Harness, SERVER_ID } from './harness.js';
+import { CLIENT_ID, SERVER_ID, useHarness } from './harness.js';
 
-const h = new Harness();
-beforeAll(() => h.init());
-afterEach(() => h.cleanup());
+const h = useHarness();
 const accept503 = (t: { reject(s: number): void }) => t.reject(503);
 
 describe('dial failures are typed', () => {

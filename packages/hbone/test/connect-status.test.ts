@@ -1,4 +1,4 @@
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   BadRequestError,
   ConnectDeniedError,
@@ -8,11 +8,9 @@ import {
   UpstreamUnavailableError,
 } from '../src/index.js';
 import { readAll } from './fixtures.js';
-import { Harness } from './harness.js';
+import { useHarness } from './harness.js';
 
-const h = new Harness();
-beforeAll(() => h.init());
-afterEach(() => h.cleanup());
+const h = useHarness();
 
 describe('CONNECT answers other than 200', () => {
   it.each([

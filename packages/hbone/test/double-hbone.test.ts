@@ -1,5 +1,5 @@
 import { createFaultProxy } from '@hbone/testkit';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   createServer,
   forwardHandler,
@@ -8,11 +8,9 @@ import {
   openDoubleHbone,
 } from '../src/index.js';
 import { echoServer, identity, payload, readAll, sha256 } from './fixtures.js';
-import { CLIENT_ID, Harness } from './harness.js';
+import { CLIENT_ID, useHarness } from './harness.js';
 
-const h = new Harness();
-beforeAll(() => h.init());
-afterEach(() => h.cleanup());
+const h = useHarness();
 
 const GATEWAY_ID = 'spiffe://cluster.local/ns/istio-eastwest/sa/eastwest';
 const DEST_ID = 'spiffe://cluster.local/ns/payments/sa/checkout';

@@ -1,12 +1,10 @@
 import * as net from 'node:net';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { dial, forwardHandler, type JoinResult, joinTunnel, UpstreamUnavailableError } from '../src/index.js';
 import { deadPort, echoServer, payload, readAll, sha256 } from './fixtures.js';
-import { Harness } from './harness.js';
+import { useHarness } from './harness.js';
 
-const h = new Harness();
-beforeAll(() => h.init());
-afterEach(() => h.cleanup());
+const h = useHarness();
 
 describe('forward handler (ztunnel inbound)', () => {
   it('answers 200 after the upstream connect and pipes bytes both ways with half-close', async () => {

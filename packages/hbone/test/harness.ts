@@ -9,7 +9,7 @@ import {
   type RawH2ServerOptions,
   type TestCa,
 } from '@hbone/testkit';
-import { expect } from 'vitest';
+import { afterEach, beforeAll, expect } from 'vitest';
 import type { TunnelRequest } from '../src/connect-request.js';
 import {
   connect,
@@ -158,4 +158,12 @@ export class Harness {
     this.defer(() => session.destroy());
     return session;
   }
+}
+
+/** The test file's Harness: its identities made before the tests, what each test opened closed after it. */
+export function useHarness(): Harness {
+  const h = new Harness();
+  beforeAll(() => h.init());
+  afterEach(() => h.cleanup());
+  return h;
 }

@@ -5,12 +5,10 @@
  * parse. None of them may reach the handler, and the connection and server go on serving.
  */
 import { ErrorCode, FrameType, type HeaderField, memoryWatch, reportAttack } from '@hbone/testkit';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { countingEcho, Harness } from './harness.js';
+import { describe, expect, it } from 'vitest';
+import { countingEcho, useHarness } from './harness.js';
 
-const h = new Harness();
-beforeAll(() => h.init());
-afterEach(() => h.cleanup());
+const h = useHarness();
 
 const CONNECT = (authority: string): HeaderField[] => [
   [':method', 'CONNECT'],

@@ -24,12 +24,10 @@ import {
   settingsFrame,
   windowUpdateFrame,
 } from '@hbone/testkit';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { countingEcho, Harness } from './harness.js';
+import { describe, expect, it } from 'vitest';
+import { countingEcho, useHarness } from './harness.js';
 
-const h = new Harness();
-beforeAll(() => h.init());
-afterEach(() => h.cleanup());
+const h = useHarness();
 
 const LIVENESS = { pingIntervalMs: 100, pingTimeoutMs: 200 };
 

@@ -15,7 +15,7 @@ import {
   SettingId,
   windowUpdateFrame,
 } from '@hbone/testkit';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   CLAMPED_STREAM_WINDOW_BYTES,
   type HboneTunnel,
@@ -25,11 +25,9 @@ import {
   SessionClosedError,
   type TunnelHandler,
 } from '../src/index.js';
-import { echo, Harness } from './harness.js';
+import { echo, useHarness } from './harness.js';
 
-const h = new Harness();
-beforeAll(() => h.init());
-afterEach(() => h.cleanup());
+const h = useHarness();
 
 const LIVENESS = { pingIntervalMs: 100, pingTimeoutMs: 200 };
 

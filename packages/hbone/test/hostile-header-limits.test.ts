@@ -18,13 +18,11 @@ import {
   type RawH2Client,
   reportAttack,
 } from '@hbone/testkit';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { InvalidBaggageError, type TunnelHandler } from '../src/index.js';
-import { echo, Harness } from './harness.js';
+import { echo, useHarness } from './harness.js';
 
-const h = new Harness();
-beforeAll(() => h.init());
-afterEach(() => h.cleanup());
+const h = useHarness();
 
 /** The harness check, with the baggage the handlers here parse. */
 const expectStillServes = (port: number): Promise<number> =>

@@ -17,18 +17,16 @@ import {
   rstStreamFrame,
   windowUpdateFrame,
 } from '@hbone/testkit';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   forwardHandler,
   type HboneServerOptions,
   SessionClosedError,
   type TunnelHandler,
 } from '../src/index.js';
-import { echo, expectEcho, Harness } from './harness.js';
+import { echo, expectEcho, useHarness } from './harness.js';
 
-const h = new Harness();
-beforeAll(() => h.init());
-afterEach(() => h.cleanup());
+const h = useHarness();
 
 /** A TCP echo upstream that counts the connections it accepted. */
 async function countingUpstream(): Promise<{ port: number; accepted: () => number }> {

@@ -18,7 +18,7 @@ import {
   rstStreamFrame,
   SettingId,
 } from '@hbone/testkit';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   forwardHandler,
   type IncomingTunnel,
@@ -26,11 +26,9 @@ import {
   SessionClosedError,
   StreamResetError,
 } from '../src/index.js';
-import { Harness, onConnect, SERVER_ID } from './harness.js';
+import { onConnect, SERVER_ID, useHarness } from './harness.js';
 
-const h = new Harness();
-beforeAll(() => h.init());
-afterEach(() => h.cleanup());
+const h = useHarness();
 
 const MiB = 1024 * 1024;
 

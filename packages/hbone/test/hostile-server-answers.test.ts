@@ -23,7 +23,7 @@ import {
   SettingId,
   settingsAckFrame,
 } from '@hbone/testkit';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   HboneError,
   HboneTimeoutError,
@@ -33,11 +33,9 @@ import {
   SessionClosedError,
   StreamResetError,
 } from '../src/index.js';
-import { Harness, onConnect, SERVER_ID } from './harness.js';
+import { onConnect, SERVER_ID, useHarness } from './harness.js';
 
-const h = new Harness();
-beforeAll(() => h.init());
-afterEach(() => h.cleanup());
+const h = useHarness();
 
 const connectOpts = { expectedIdentities: [SERVER_ID], pingIntervalMs: 0 };
 

@@ -14,14 +14,12 @@ import {
   reportAttack,
   type StreamOutcome,
 } from '@hbone/testkit';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { IncomingTunnel } from '../src/index.js';
 import { readAll } from './fixtures.js';
-import { echo, expectEcho, Harness } from './harness.js';
+import { echo, expectEcho, useHarness } from './harness.js';
 
-const h = new Harness();
-beforeAll(() => h.init());
-afterEach(() => h.cleanup());
+const h = useHarness();
 
 /** Holds CONNECTs to 10.0.0.9 unanswered; echoes everything else. */
 async function holdingServer(maxConcurrentStreams?: number) {

@@ -18,7 +18,7 @@ import {
   tcpProbe,
   tlsProbe,
 } from '@hbone/testkit';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   H2HandshakeError,
   type HboneServer,
@@ -28,11 +28,9 @@ import {
   type TunnelHandler,
 } from '../src/index.js';
 import { caFor, identity } from './fixtures.js';
-import { echo, expectEcho, Harness } from './harness.js';
+import { echo, expectEcho, useHarness } from './harness.js';
 
-const h = new Harness();
-beforeAll(() => h.init());
-afterEach(() => h.cleanup());
+const h = useHarness();
 
 const HANDSHAKE_MS = 300;
 

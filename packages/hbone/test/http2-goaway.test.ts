@@ -1,11 +1,9 @@
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type HboneTunnel, SessionClosedError } from '../src/index.js';
 import { readAll } from './fixtures.js';
-import { Harness } from './harness.js';
+import { useHarness } from './harness.js';
 
-const h = new Harness();
-beforeAll(() => h.init());
-afterEach(() => h.cleanup());
+const h = useHarness();
 
 describe('graceful drain (GOAWAY)', () => {
   it('lets live tunnels finish, refuses new ones, then closes', async () => {

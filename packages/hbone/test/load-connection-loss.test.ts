@@ -26,13 +26,11 @@
  * error and a code, so cut streams are reset with INTERNAL_ERROR, never NO_ERROR.
  */
 import { createFaultProxy, FrameType, parseRstStream } from '@hbone/testkit';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type HboneTunnel, SessionClosedError } from '../src/index.js';
-import { echo, Harness } from './harness.js';
+import { echo, useHarness } from './harness.js';
 
-const h = new Harness();
-beforeAll(() => h.init());
-afterEach(() => h.cleanup());
+const h = useHarness();
 
 interface Seen {
   bytes: number;

@@ -19,13 +19,11 @@
  */
 import * as net from 'node:net';
 import { FrameType, parseGoaway, pingFrame, type RawH2Client } from '@hbone/testkit';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { connectOver, type HboneServer, TlsHandshakeError } from '../src/index.js';
-import { echo, Harness, SERVER_ID } from './harness.js';
+import { echo, SERVER_ID, useHarness } from './harness.js';
 
-const h = new Harness();
-beforeAll(() => h.init());
-afterEach(() => h.cleanup());
+const h = useHarness();
 
 const DRAIN_DEADLINE_MS = 3_000;
 

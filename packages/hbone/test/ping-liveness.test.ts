@@ -1,11 +1,9 @@
 import { createFaultProxy } from '@hbone/testkit';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SessionClosedError } from '../src/index.js';
-import { Harness } from './harness.js';
+import { useHarness } from './harness.js';
 
-const h = new Harness();
-beforeAll(() => h.init());
-afterEach(() => h.cleanup());
+const h = useHarness();
 
 describe('PING liveness', () => {
   it('tears down a connection whose peer stops answering PINGs', async () => {

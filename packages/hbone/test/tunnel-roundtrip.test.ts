@@ -1,12 +1,10 @@
 import type { IncomingHttpHeaders } from 'node:http2';
-import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { HboneServerOptions, HboneTunnel, TunnelHandler } from '../src/index.js';
 import { payload, readAll, sha256 } from './fixtures.js';
-import { CLIENT_ID, Harness, SERVER_ID } from './harness.js';
+import { CLIENT_ID, SERVER_ID, useHarness } from './harness.js';
 
-const h = new Harness();
-beforeAll(() => h.init());
-afterEach(() => h.cleanup());
+const h = useHarness();
 
 /** Echo: accept, pipe the tunnel back into itself (half-close carried: END_STREAM -> end()). */
 const echo: TunnelHandler = (t) => {
