@@ -44,30 +44,57 @@ export function readAll(stream: Duplex): Promise<Buffer> {
   });
 }
 
-/** A TCP echo server on 127.0.0.1 with half-close: echoes, then FINs after the client FINs. */
-export async function echoServer(): Promise<{
+/** What a TCP test server does with a connection: see tcpServer(). */
+export type TcpServerMode = 'echo' | 'stalled' | 'talker';
+
+export interface TcpServer {
   port: number;
-  close: () => Promise<void>;
+  /** Its connections still open. */
   sockets: Set<net.Socket>;
-}> {
+  /** How many connections it accepted so far. */
+  accepted: () => number;
+  /** Destroys the open connections and closes the server. */
+  close: () => Promise<void>;
+}
+
+/**
+ * A TCP server on 127.0.0.1 with half-close, tracking its sockets. 'echo' echoes, then FINs
+ * after the client FINs; 'stalled' never reads; 'talker' reads and discards while sending 16 KiB
+ * every 5 ms for as long as it is connected.
+ */
+export async function tcpServer(mode: TcpServerMode): Promise<TcpServer> {
   const sockets = new Set<net.Socket>();
+  let accepted = 0;
   const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    accepted++;
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
     s.on('error', () => {});
-    s.pipe(s);
+    if (mode === 'stalled') s.pause();
+    else if (mode === 'echo') s.pipe(s);
+    else {
+      s.resume();
+      const timer = setInterval(() => s.write(Buffer.alloc(16 * 1024, 0x74)), 5);
+      s.on('close', () => clearInterval(timer));
+    }
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
   return {
     port,
     sockets,
+    accepted: () => accepted,
     close: () =>
       new Promise<void>((r) => {
         for (const s of sockets) s.destroy();
         server.close(() => r());
       }),
   };
+}
+
+/** A TCP echo server on 127.0.0.1 with half-close: echoes, then FINs after the client FINs. */
+export function echoServer(): Promise<TcpServer> {
+  return tcpServer('echo');
 }
 
 /** A port with nothing listening (bound then closed). */

@@ -6,13 +6,12 @@
  * resetting streams it never let us answer, while tunnels that are answered and then cancelled,
  * at any rate, stay legitimate.
  */
-import type { AddressInfo } from 'node:net';
-import * as net from 'node:net';
 import {
   ErrorCode,
   encodeHeaderBlock,
   headersFrame,
   memoryWatch,
+  type RawH2Client,
   reportAttack,
   rstStreamFrame,
   windowUpdateFrame,
@@ -24,35 +23,15 @@ import {
   SessionClosedError,
   type TunnelHandler,
 } from '../src/index.js';
+import { echoServer } from './fixtures.js';
 import { echo, expectEcho, useHarness } from './harness.js';
 
 const h = useHarness();
 
-/** A TCP echo upstream that counts the connections it accepted. */
-async function countingUpstream(): Promise<{ port: number; accepted: () => number }> {
-  let accepted = 0;
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer({ allowHalfOpen: true }, (s) => {
-    accepted++;
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-    s.on('error', () => {});
-    s.pipe(s);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  h.defer(
-    () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => r());
-      }),
-  );
-  return { port: (server.address() as AddressInfo).port, accepted: () => accepted };
-}
-
-/** The ready-made forwarding handler to the counting upstream, counting its calls. */
+/** The ready-made forwarding handler to a TCP echo upstream (counting its dials), counting its calls. */
 async function forwardingServer(extra: Partial<HboneServerOptions> = {}) {
-  const upstream = await countingUpstream();
+  const upstream = await echoServer();
+  h.defer(upstream.close);
   let calls = 0;
   const forward = forwardHandler({ resolve: () => ({ host: '127.0.0.1', port: upstream.port }) });
   const handler: TunnelHandler = (t) => {
@@ -70,6 +49,25 @@ const CONNECT = encodeHeaderBlock([
   [':authority', '10.0.0.1:80'],
 ]);
 
+/**
+ * Opens streams with a CONNECT, each followed at once by `then(id)`, 100 per write, until
+ * `total` are sent or the server closed the connection; returns how many were sent.
+ */
+async function sendPairs(c: RawH2Client, total: number, then: (id: number) => Buffer): Promise<number> {
+  let pairs = 0;
+  while (pairs < total && !c.isClosed) {
+    const frames: Buffer[] = [];
+    for (let i = 0; i < 100; i++) {
+      const id = c.nextStreamId();
+      frames.push(headersFrame(id, CONNECT), then(id));
+    }
+    c.send(...frames);
+    pairs += 100;
+    await new Promise((r) => setImmediate(r));
+  }
+  return pairs;
+}
+
 /** Ours (ENHANCE_YOUR_CALM), or newer nghttp2's own rapid-reset limit (INTERNAL_ERROR). */
 const RAPID_RESET_GOAWAY_CODES = [ErrorCode.ENHANCE_YOUR_CALM, ErrorCode.INTERNAL_ERROR];
 
@@ -85,17 +83,7 @@ describe('rapid reset', () => {
     const c = await h.attacker(port);
     const mem = memoryWatch();
     const started = Date.now();
-    let pairs = 0;
-    while (pairs < 10_000 && !c.isClosed) {
-      const frames: Buffer[] = [];
-      for (let i = 0; i < 100; i++) {
-        const id = c.nextStreamId();
-        frames.push(headersFrame(id, CONNECT), rstStreamFrame(id, ErrorCode.CANCEL));
-      }
-      c.send(...frames);
-      pairs += 100;
-      await new Promise((r) => setImmediate(r));
-    }
+    const pairs = await sendPairs(c, 10_000, (id) => rstStreamFrame(id, ErrorCode.CANCEL));
     const closed = await c.waitForClose(5_000);
     const elapsedMs = Date.now() - started;
     await new Promise((r) => setTimeout(r, 200)); // dials in flight land
@@ -128,17 +116,7 @@ describe('rapid reset', () => {
   it('RST_STREAM(NO_ERROR) counts too: a reset before the answer is a reset whatever its code', async () => {
     const { srv, port, calls } = await forwardingServer();
     const c = await h.attacker(port);
-    let pairs = 0;
-    while (pairs < 5_000 && !c.isClosed) {
-      const frames: Buffer[] = [];
-      for (let i = 0; i < 100; i++) {
-        const id = c.nextStreamId();
-        frames.push(headersFrame(id, CONNECT), rstStreamFrame(id, ErrorCode.NO_ERROR));
-      }
-      c.send(...frames);
-      pairs += 100;
-      await new Promise((r) => setImmediate(r));
-    }
+    await sendPairs(c, 5_000, (id) => rstStreamFrame(id, ErrorCode.NO_ERROR));
     const closed = await c.waitForClose(5_000);
     expect(RAPID_RESET_GOAWAY_CODES).toContain(closed?.goaway?.errorCode);
     expect(calls()).toBeLessThanOrEqual(400);
@@ -149,17 +127,7 @@ describe('rapid reset', () => {
   it('"made you reset": HEADERS + a stream WINDOW_UPDATE overflow, so the server resets; closed at once', async () => {
     const { srv, port, calls } = await forwardingServer();
     const c = await h.attacker(port);
-    let pairs = 0;
-    while (pairs < 5_000 && !c.isClosed) {
-      const frames: Buffer[] = [];
-      for (let i = 0; i < 100; i++) {
-        const id = c.nextStreamId();
-        frames.push(headersFrame(id, CONNECT), windowUpdateFrame(id, 0x7fffffff));
-      }
-      c.send(...frames);
-      pairs += 100;
-      await new Promise((r) => setImmediate(r));
-    }
+    const pairs = await sendPairs(c, 5_000, (id) => windowUpdateFrame(id, 0x7fffffff));
     const closed = await c.waitForClose(5_000);
     reportAttack('made-you-reset (WINDOW_UPDATE overflow per stream)', {
       pairsSent: pairs,

@@ -4,8 +4,6 @@
  * hostile server doing the same to our client. Every upstream socket is released, the server
  * keeps serving, and our client reports what happened with a typed error.
  */
-import type { AddressInfo } from 'node:net';
-import * as net from 'node:net';
 import {
   dataFrame,
   ErrorCode,
@@ -26,44 +24,21 @@ import {
   SessionClosedError,
   StreamResetError,
 } from '../src/index.js';
+import { type TcpServerMode, tcpServer } from './fixtures.js';
 import { onConnect, SERVER_ID, useHarness } from './harness.js';
 
 const h = useHarness();
 
 const MiB = 1024 * 1024;
 
-/**
- * A TCP upstream, tracking its open sockets: 'echo' echoes, 'stalled' never reads, 'talker'
- * reads and discards while sending 16 KiB every 5 ms for as long as it is connected.
- */
-async function upstream(mode: 'echo' | 'stalled' | 'talker' = 'echo') {
-  const sockets = new Set<net.Socket>();
-  let accepted = 0;
-  const server = net.createServer({ allowHalfOpen: true }, (s) => {
-    accepted++;
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-    s.on('error', () => {});
-    if (mode === 'stalled') s.pause();
-    else if (mode === 'echo') s.pipe(s);
-    else {
-      s.resume();
-      const timer = setInterval(() => s.write(Buffer.alloc(16 * 1024, 0x74)), 5);
-      s.on('close', () => clearInterval(timer));
-    }
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  h.defer(
-    () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => r());
-      }),
-  );
-  return { port: (server.address() as AddressInfo).port, open: () => sockets.size, accepted: () => accepted };
+/** A TCP upstream (see tcpServer), closed after the test; `open()` counts its open sockets. */
+async function upstream(mode: TcpServerMode = 'echo') {
+  const up = await tcpServer(mode);
+  h.defer(up.close);
+  return { ...up, open: () => up.sockets.size };
 }
 
-async function forwardingServer(mode: 'echo' | 'stalled' | 'talker' = 'echo') {
+async function forwardingServer(mode: TcpServerMode = 'echo') {
   const up = await upstream(mode);
   const completed: Array<JoinResult & { status: number }> = [];
   const { srv, port } = await h.server_(
