@@ -97,6 +97,28 @@ export function echoServer(): Promise<TcpServer> {
   return tcpServer('echo');
 }
 
+/**
+ * Polls `read()` every `pollMs` until its value stays put for `quietMs` (or `maxMs` passes);
+ * returns the last value.
+ */
+export async function settle(
+  read: () => number,
+  { quietMs = 300, maxMs = 5_000, pollMs = 50 }: { quietMs?: number; maxMs?: number; pollMs?: number } = {},
+): Promise<number> {
+  const started = Date.now();
+  let last = read();
+  let since = Date.now();
+  while (Date.now() - started < maxMs) {
+    await new Promise((r) => setTimeout(r, pollMs));
+    const now = read();
+    if (now !== last) {
+      last = now;
+      since = Date.now();
+    } else if (Date.now() - since >= quietMs) break;
+  }
+  return last;
+}
+
 /** A port with nothing listening (bound then closed). */
 export async function deadPort(): Promise<number> {
   const server = net.createServer();

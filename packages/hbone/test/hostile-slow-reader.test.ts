@@ -23,6 +23,7 @@ import {
   MAX_WRITE_BUFFER_BYTES,
   SessionClosedError,
 } from '../src/index.js';
+import { settle } from './fixtures.js';
 import { echo, Harness, onConnect, SERVER_ID } from './harness.js';
 
 const h = new Harness();
@@ -74,22 +75,6 @@ async function pumpingServer(extra: Partial<HboneServerOptions> = {}) {
     echo(t);
   }, extra);
   return { srv, port, pumps };
-}
-
-/** Waits until `read()` stops changing for `quietMs` (or `maxMs` passes); returns the last value. */
-async function settle(read: () => number, quietMs = 300, maxMs = 5_000): Promise<number> {
-  const started = Date.now();
-  let last = read();
-  let since = Date.now();
-  while (Date.now() - started < maxMs) {
-    await new Promise((r) => setTimeout(r, 50));
-    const now = read();
-    if (now !== last) {
-      last = now;
-      since = Date.now();
-    } else if (Date.now() - since >= quietMs) break;
-  }
-  return last;
 }
 
 describe('the server writing to a client that stops reading', () => {
@@ -153,7 +138,7 @@ describe('the server writing to a client that stops reading', () => {
     c.pause();
     await expect.poll(() => pumps.length).toBe(1);
     const mem = memoryWatch();
-    const accepted = await settle(() => pumps[0]!.accepted, 500, 10_000);
+    const accepted = await settle(() => pumps[0]!.accepted, { quietMs: 500, maxMs: 10_000 });
     const growth = mem();
     const p = pumps[0]!;
     reportAttack(`client grants 2 GiB and stops reading (${name})`, {
@@ -227,7 +212,7 @@ describe('our client writing to a server that stops reading', () => {
     const tunnel = await session.open({ authority: '10.0.0.1:80' });
     const mem = memoryWatch();
     const p = pump(tunnel);
-    const accepted = await settle(() => p.accepted, 500, 10_000);
+    const accepted = await settle(() => p.accepted, { quietMs: 500, maxMs: 10_000 });
     const growth = mem();
     reportAttack('our client, server grants 2 GiB and stops reading', { acceptedBytes: accepted, ...growth });
     expect(p.firstFalseAt).toBeGreaterThan(0);

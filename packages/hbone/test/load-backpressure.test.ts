@@ -18,6 +18,7 @@ import {
   INBOUND_BUDGET_BYTES,
   INITIAL_STREAM_WINDOW_BYTES,
 } from '../src/index.js';
+import { settle } from './fixtures.js';
 import { Harness } from './harness.js';
 
 const h = new Harness();
@@ -107,22 +108,6 @@ async function transfer(tunnel: HboneTunnel, body: Buffer): Promise<{ answer: st
   return { answer, ms: Date.now() - started };
 }
 
-/** Polls `read` until it stays put for `quietMs`; returns the last value. */
-async function plateau(read: () => number, quietMs = 300, maxMs = 10_000): Promise<number> {
-  const started = Date.now();
-  let last = read();
-  let since = Date.now();
-  while (Date.now() - started < maxMs) {
-    await new Promise((r) => setTimeout(r, 25));
-    const now = read();
-    if (now !== last) {
-      last = now;
-      since = Date.now();
-    } else if (Date.now() - since >= quietMs) break;
-  }
-  return last;
-}
-
 async function scenario(stalledCount: number, extra: Partial<HboneServerOptions> = {}) {
   const { port, stalled } = await server(extra);
   const session = await h.connect(port);
@@ -134,7 +119,10 @@ async function scenario(stalledCount: number, extra: Partial<HboneServerOptions>
     const t = await session.open({ authority: `${STALLED_HOST}:80` });
     floods.push(flood(t, 64 * MiB));
   }
-  const accepted = await plateau(() => floods.reduce((s, f) => s + f.accepted, 0));
+  const accepted = await settle(() => floods.reduce((s, f) => s + f.accepted, 0), {
+    maxMs: 10_000,
+    pollMs: 25,
+  });
 
   // Ten tunnels carry 8 MiB each on the same connection, verified by hash.
   const bodies = Array.from({ length: 10 }, (_, i) =>
@@ -250,7 +238,7 @@ describe('one stalled tunnel on a busy connection', () => {
       floods.push(flood(await session.open({ authority: `${STALLED_HOST}:80` }), 64 * MiB));
     }
     const held = (): number => sum(stalled.map((t) => t.readableLength + t.stream.readableLength));
-    await plateau(() => floods.reduce((s, f) => s + f.accepted, 0));
+    await settle(() => floods.reduce((s, f) => s + f.accepted, 0), { maxMs: 10_000, pollMs: 25 });
     report('100 stalled, connection total', { serverHeldBytes: held() });
     expect(stalled).toHaveLength(100);
     expect(held()).toBeGreaterThanOrEqual(INBOUND_BUDGET_BYTES);
