@@ -4,6 +4,7 @@ import {
   ConnectDeniedError,
   ConnectRefusedError,
   H2_CODES,
+  type HboneTunnel,
   StreamResetError,
   UpstreamUnavailableError,
 } from '../src/index.js';
@@ -64,17 +65,22 @@ describe('CONNECT answers other than 200', () => {
 });
 
 describe('resets during transfer', () => {
-  it.each([
-    ['NO_ERROR', H2_CODES.NO_ERROR],
-    ['CANCEL', H2_CODES.CANCEL],
-  ])('RST_STREAM(%s) is a clean end-of-file', async (_name, code) => {
+  /** Opens a tunnel whose server writes 'partial', then resets the stream with `code`. */
+  async function partialThenReset(code: number): Promise<HboneTunnel> {
     const { port } = await h.server_((t) => {
       const tunnel = t.accept();
       tunnel.on('error', () => {}); // the client side may go first in teardown
       tunnel.write('partial', () => setTimeout(() => tunnel.reset(code), 20));
     });
     const session = await h.connect(port);
-    const tunnel = await session.open({ authority: '10.0.0.2:80' });
+    return session.open({ authority: '10.0.0.2:80' });
+  }
+
+  it.each([
+    ['NO_ERROR', H2_CODES.NO_ERROR],
+    ['CANCEL', H2_CODES.CANCEL],
+  ])('RST_STREAM(%s) is a clean end-of-file', async (_name, code) => {
+    const tunnel = await partialThenReset(code);
     expect((await readAll(tunnel)).toString()).toBe('partial');
   });
 
@@ -82,13 +88,7 @@ describe('resets during transfer', () => {
     ['INTERNAL_ERROR', H2_CODES.INTERNAL_ERROR],
     ['CONNECT_ERROR', H2_CODES.CONNECT_ERROR],
   ])('RST_STREAM(%s) errors the tunnel with StreamResetError', async (_name, code) => {
-    const { port } = await h.server_((t) => {
-      const tunnel = t.accept();
-      tunnel.on('error', () => {}); // the client side may go first in teardown
-      tunnel.write('partial', () => setTimeout(() => tunnel.reset(code), 20));
-    });
-    const session = await h.connect(port);
-    const tunnel = await session.open({ authority: '10.0.0.2:80' });
+    const tunnel = await partialThenReset(code);
     const err = await readAll(tunnel).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(StreamResetError);
     expect((err as StreamResetError).h2Code).toBe(code);

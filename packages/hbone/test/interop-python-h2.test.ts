@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type MintedSvid, TestCa, writeSvidFiles } from '@hbone/testkit';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { TunnelRequest } from '../src/connect-request.js';
 import {
   ConnectDeniedError,
   ConnectRefusedError,
@@ -441,6 +442,17 @@ async function ourClient(port: number, expected: string[] = [SERVER_ID]): Promis
   );
   cleanups.push(() => session.destroy());
   return session;
+}
+
+/** Our client opens one tunnel with `request` to a fresh h2_server.py, ends it and closes; its report. */
+async function afterOneEmptyTunnel(request: TunnelRequest): Promise<ServerConnection> {
+  const py = await theirServer();
+  const session = await ourClient(py.port);
+  const tunnel = await session.open(request);
+  tunnel.end();
+  await readAll(tunnel);
+  await session.close();
+  return py.connection();
 }
 
 /** Opens a tunnel, sends `data` and our END_STREAM, and returns what came back up to the peer's. */
@@ -884,9 +896,7 @@ describe('our client -> their server (Python h2)', () => {
   });
 
   it('sends only :method and :authority as pseudo-headers, then baggage, forwarded, traceparent in order', async () => {
-    const py = await theirServer();
-    const session = await ourClient(py.port);
-    const tunnel = await session.open({
+    const c = await afterOneEmptyTunnel({
       authority: '[fd00::2]:8080',
       baggage: {
         clusterName: 'east',
@@ -896,10 +906,6 @@ describe('our client -> their server (Python h2)', () => {
       },
       forwarded: { for: '10.0.0.9:4321' },
     });
-    tunnel.end();
-    await readAll(tunnel);
-    await session.close();
-    const c = await py.connection();
     const headers = c.requests[0]!.headers;
     expect(names(headers)).toEqual([':method', ':authority', 'baggage', 'forwarded', 'traceparent']);
     expect(headers[0]).toEqual([':method', 'CONNECT']);
@@ -913,17 +919,12 @@ describe('our client -> their server (Python h2)', () => {
   });
 
   it('puts x-forwarded-network last, after traceparent, when given (double HBONE inner CONNECT)', async () => {
-    const py = await theirServer();
-    const session = await ourClient(py.port);
-    const tunnel = await session.open({
+    const c = await afterOneEmptyTunnel({
       authority: 'reviews.default.svc.cluster.local:9080',
       forwarded: { for: '10.0.0.9:4321', host: 'reviews.default.svc.cluster.local' },
       forwardedNetwork: 'network-west',
     });
-    tunnel.end();
-    await readAll(tunnel);
-    await session.close();
-    const headers = (await py.connection()).requests[0]!.headers;
+    const headers = c.requests[0]!.headers;
     expect(names(headers)).toEqual([
       ':method',
       ':authority',
@@ -938,25 +939,13 @@ describe('our client -> their server (Python h2)', () => {
   });
 
   it('always sends baggage (empty when there is nothing to say) and leaves forwarded out when not given', async () => {
-    const py = await theirServer();
-    const session = await ourClient(py.port);
-    const tunnel = await session.open({ authority: '10.0.0.2:8080' });
-    tunnel.end();
-    await readAll(tunnel);
-    await session.close();
-    const headers = (await py.connection()).requests[0]!.headers;
+    const headers = (await afterOneEmptyTunnel({ authority: '10.0.0.2:8080' })).requests[0]!.headers;
     expect(names(headers)).toEqual([':method', ':authority', 'baggage', 'traceparent']);
     expect(headers[2]).toEqual(['baggage', '']);
   });
 
   it("sends ztunnel's client SETTINGS and a WINDOW_UPDATE raising the connection window to 16 MiB", async () => {
-    const py = await theirServer();
-    const session = await ourClient(py.port);
-    const tunnel = await session.open({ authority: '10.0.0.2:8080' });
-    tunnel.end();
-    await readAll(tunnel);
-    await session.close();
-    const { tap } = await py.connection();
+    const { tap } = await afterOneEmptyTunnel({ authority: '10.0.0.2:8080' });
     expect(tap.preface_ok).toBe(true);
     expect(tap.frames[0]?.type).toBe('SETTINGS'); // right after the preface
     const settings = firstSettings(tap)!;
