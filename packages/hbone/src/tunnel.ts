@@ -9,11 +9,22 @@ import { H2_CODES } from './settings.js';
  * writable side, which puts END_STREAM on the wire before the RST_STREAM: the peer would read a
  * clean end-of-file before learning of the reset. Shadowing `_final` for this one stream makes
  * that `end()` a no-op, so the peer sees only the reset (RFC 9113 section 6.4).
+ *
+ * A write still in flight needs one more step: node's write path checks on the next tick whether
+ * the stream is ending and, if so, shuts its writable side down itself (END_STREAM), and inside
+ * node's HTTP/2 callbacks a CANCEL reset is held back until after that check. Closing one tick
+ * later lets the check see a stream that is not ending (conformance-server.test.ts, [DAT-9]).
  */
 export function resetStream(stream: Http2Stream, code: number): void {
   if (stream.closed || stream.destroyed) return;
   if (!stream.writableEnded) {
     (stream as unknown as { _final: (cb: () => void) => void })._final = (cb) => cb();
+  }
+  if (stream.writableLength > 0) {
+    process.nextTick(() => {
+      if (!stream.closed && !stream.destroyed) stream.close(code);
+    });
+    return;
   }
   stream.close(code);
 }
