@@ -73,8 +73,8 @@ export interface HboneClientOptions {
   /**
    * Bytes one connection may hold for tunnels whose readers are behind before every stream
    * window of it shrinks to 16 KiB (inbound-budget.ts); a server that makes us hold 4 x this much
-   * (at least 48 MiB more) is disconnected (ENHANCE_YOUR_CALM). Default 16 MiB (ztunnel's connection window); 0 disables
-   * both (bound: maxStreams x 4 MiB).
+   * (at least 48 MiB more) is disconnected (ENHANCE_YOUR_CALM). Default 16 MiB (ztunnel's
+   * connection window); 0 disables both (bound: maxStreams x 4 MiB).
    */
   inboundBudgetBytes?: number;
 }
@@ -208,14 +208,14 @@ export class HboneClientSession extends EventEmitter {
     this.#opts = opts;
     this.#inbound = new InboundBudget(session, {
       budgetBytes: opts.inboundBudgetBytes,
-      onOverLimit: (held, limit) => {
-        this.#closeError ??= new SessionClosedError(
-          `the server made us hold ${held} bytes for unread tunnels, past the ${limit}-byte hard ` +
-            `limit of our ${opts.inboundBudgetBytes}-byte inbound budget: GOAWAY ENHANCE_YOUR_CALM`,
-        );
-        session.destroy(this.#closeError, H2_CODES.ENHANCE_YOUR_CALM);
-        socket.destroy();
-      },
+      onOverLimit: (held, limit) =>
+        this.#teardown(
+          new SessionClosedError(
+            `the server made us hold ${held} bytes for unread tunnels, past the ${limit}-byte hard ` +
+              `limit of our ${opts.inboundBudgetBytes}-byte inbound budget: GOAWAY ENHANCE_YOUR_CALM`,
+          ),
+          H2_CODES.ENHANCE_YOUR_CALM,
+        ),
     });
     this.#connection = {
       get destroyed() {
@@ -450,13 +450,19 @@ export class HboneClientSession extends EventEmitter {
 
   /** Immediate close: every tunnel fails with SessionClosedError. Idempotent. */
   destroy(err?: Error): void {
-    if (err) this.#closeError ??= err;
-    if (this.#state !== 'closed') this.#state = 'draining';
     // INTERNAL_ERROR: a GOAWAY with node's default NO_ERROR would read as a clean end to HBONE.
-    this.#session.destroy(
+    this.#teardown(
       err ?? new SessionClosedError('the HBONE connection was destroyed'),
       H2_CODES.INTERNAL_ERROR,
+      err,
     );
+  }
+
+  /** The one immediate teardown: GOAWAY(`code`), every tunnel fails, the socket goes. */
+  #teardown(err: Error, code: number, cause: Error | undefined = err): void {
+    if (cause) this.#closeError ??= cause;
+    if (this.#state !== 'closed') this.#state = 'draining';
+    this.#session.destroy(err, code);
     // node's session teardown waits for its native handle, which can wait on a write the peer
     // never reads; destroying the socket too makes "immediate" mean immediate.
     this.#socket.destroy();

@@ -9,13 +9,13 @@
  *
  * The budget restores the bound with the one lever HTTP/2 leaves a receiver: the stream windows.
  * Each tunnel reports what it holds (its own buffer plus its Http2Stream's); when the connection
- * total passes `budgetBytes` we send SETTINGS_INITIAL_WINDOW_SIZE = `clampedWindowBytes` (16 KiB), which
+ * total passes `budgetBytes` we send SETTINGS_INITIAL_WINDOW_SIZE = 16 KiB, which
  * shrinks every stream window of the connection at once (RFC 9113 section 6.9.2: the peer
  * adjusts all of them by the difference; a stalled stream's window goes negative and it stops).
  * Streams whose readers keep up go on, in smaller steps. Once the total falls below half the
  * budget, the ztunnel window comes back the same way. The bound is soft: DATA the peer sent
  * before it read our SETTINGS still arrives (what its socket and ours had in flight: measured up
- * to ~10 MiB on loopback). A peer that sends far more than that before taking our SETTINGS is
+ * to ~16 MiB on loopback). A peer that sends far more than that before taking our SETTINGS is
  * bursting into windows it knows we are taking back; past `inboundHardLimit(budget)` (4 x the
  * budget, at least 48 MiB above it: 64 MiB by default) the connection is given up
  * (`onOverLimit`), so hostile peers are bounded too.
@@ -57,10 +57,6 @@ export const CLAMPED_STREAM_WINDOW_BYTES = 16 * 1024;
 export interface InboundBudgetOptions {
   /** Bytes held across the connection's tunnels before stream windows shrink; 0 = no budget. */
   budgetBytes: number;
-  /** The stream window while over budget. */
-  clampedWindowBytes?: number;
-  /** The stream window otherwise (what our SETTINGS announced). */
-  openWindowBytes?: number;
   /** Called once when the connection holds more than `inboundHardLimit(budgetBytes)`. */
   onOverLimit?: (heldBytes: number, limitBytes: number) => void;
 }
@@ -73,36 +69,22 @@ export interface InboundAccount {
 
 export class InboundBudget {
   readonly #session: Http2Session;
-  #budget: number;
-  readonly #clamped: number;
-  readonly #open: number;
+  readonly #budget: number;
   readonly #hardLimit: number;
   readonly #onOverLimit: ((heldBytes: number, limitBytes: number) => void) | undefined;
   #held = 0;
-  /** The window the peer was last told (or is being told). */
-  #announced: number;
+  /** The stream window the peer was last told (or is being told): ours or the clamp. */
+  #announced = INITIAL_STREAM_WINDOW_BYTES;
+  /** A SETTINGS change awaits its ACK. */
   #inFlight = false;
-  /** Times the windows were shrunk, for tests and metrics. */
-  clamps = 0;
+  /** The hard limit was passed: the connection is being given up, nothing more to steer. */
+  #gaveUp = false;
 
   constructor(session: Http2Session, opts: InboundBudgetOptions) {
     this.#session = session;
     this.#budget = opts.budgetBytes;
-    this.#clamped = opts.clampedWindowBytes ?? CLAMPED_STREAM_WINDOW_BYTES;
-    this.#open = opts.openWindowBytes ?? INITIAL_STREAM_WINDOW_BYTES;
-    this.#announced = this.#open;
     this.#hardLimit = inboundHardLimit(opts.budgetBytes);
     this.#onOverLimit = opts.onOverLimit;
-  }
-
-  /** Bytes held now across the connection's tunnels. */
-  get heldBytes(): number {
-    return this.#held;
-  }
-
-  /** Whether the stream windows are shrunk (or being shrunk) now. */
-  get clamped(): boolean {
-    return this.#announced === this.#clamped;
   }
 
   /** A new account, for one tunnel; `set(0)` when the tunnel is gone. */
@@ -119,20 +101,18 @@ export class InboundBudget {
   }
 
   #steer(): void {
-    if (this.#budget <= 0 || this.#session.destroyed) return;
+    if (this.#budget <= 0 || this.#gaveUp || this.#session.destroyed) return;
     if (this.#held > this.#hardLimit && this.#onOverLimit !== undefined) {
-      const over = this.#onOverLimit;
-      this.#budget = 0; // once: nothing more to steer on a connection being given up
-      over(this.#held, this.#hardLimit);
+      this.#gaveUp = true;
+      this.#onOverLimit(this.#held, this.#hardLimit);
       return;
     }
     if (this.#inFlight) return;
     let want = this.#announced;
-    if (this.#held > this.#budget) want = this.#clamped;
-    else if (this.#held < this.#budget / 2) want = this.#open;
+    if (this.#held > this.#budget) want = CLAMPED_STREAM_WINDOW_BYTES;
+    else if (this.#held < this.#budget / 2) want = INITIAL_STREAM_WINDOW_BYTES;
     if (want === this.#announced) return;
     this.#announced = want;
-    if (want === this.#clamped) this.clamps++;
     this.#inFlight = true;
     try {
       this.#session.settings({ initialWindowSize: want }, () => {

@@ -6,7 +6,6 @@
  * push and no extended CONNECT over a whole session ([H2-3]); advisory headers never refuse a
  * tunnel ([REQ-12]). Real sockets on 127.0.0.0/8 only.
  */
-import * as net from 'node:net';
 import {
   ErrorCode,
   FrameFlag,
@@ -88,24 +87,9 @@ function helloThen(onGo: (tunnel: HboneTunnel) => void) {
 
 /** A TCP echo listener on `host` (127.x), counting the connections it accepts. */
 async function listenerOn(host: string): Promise<{ port: number; accepted: () => number }> {
-  let accepted = 0;
-  const sockets = new Set<net.Socket>();
-  const srv = net.createServer({ allowHalfOpen: true }, (s) => {
-    accepted++;
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-    s.on('error', () => {});
-    s.pipe(s);
-  });
-  await new Promise<void>((r) => srv.listen(0, host, r));
-  h.defer(
-    () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        srv.close(() => r());
-      }),
-  );
-  return { port: (srv.address() as net.AddressInfo).port, accepted: () => accepted };
+  const up = await tcpServer('echo', host);
+  h.defer(up.close);
+  return up;
 }
 
 describe("forwardHandler's default resolver is not an open relay [REQ-7] [SEC-8]", () => {

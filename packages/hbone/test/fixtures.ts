@@ -58,11 +58,11 @@ export interface TcpServer {
 }
 
 /**
- * A TCP server on 127.0.0.1 with half-close, tracking its sockets. 'echo' echoes, then FINs
+ * A TCP server on `host` (127.0.0.1 by default) with half-close, tracking its sockets. 'echo' echoes, then FINs
  * after the client FINs; 'stalled' never reads; 'talker' reads and discards while sending 16 KiB
  * every 5 ms for as long as it is connected.
  */
-export async function tcpServer(mode: TcpServerMode): Promise<TcpServer> {
+export async function tcpServer(mode: TcpServerMode, host = '127.0.0.1'): Promise<TcpServer> {
   const sockets = new Set<net.Socket>();
   let accepted = 0;
   const server = net.createServer({ allowHalfOpen: true }, (s) => {
@@ -78,7 +78,7 @@ export async function tcpServer(mode: TcpServerMode): Promise<TcpServer> {
       s.on('close', () => clearInterval(timer));
     }
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  await new Promise<void>((r) => server.listen(0, host, r));
   const port = (server.address() as AddressInfo).port;
   return {
     port,
